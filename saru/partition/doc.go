@@ -1,0 +1,26 @@
+// Package partition divides the connection space among live directors.
+//
+// The space is split into B buckets (a power of two, 16 to 65536). An
+// Assignment maps every bucket to one owner among the active members, and to
+// a precomputed standby (a different active member) that takes the bucket
+// over if the owner dies. Assign computes the next assignment from the
+// previous one and the current member set:
+//
+//   - every bucket has exactly one owner among the active members;
+//   - each active member owns its weight-proportional share, within one
+//     bucket of ideal;
+//   - movement is minimal: when a member leaves or drains only its buckets
+//     move, each to its standby where that keeps the balance; when one joins
+//     it takes its share from the most loaded members, and no bucket moves
+//     between two members that were already there;
+//   - the same inputs give the same output on every director.
+//
+// Bucket maps a packet to its bucket for each Sense, bit for bit as the
+// nftables rules installed by package filter compute it in the kernel:
+// ports by masking, addresses by the kernel's jhash with an explicit seed
+// scaled with reciprocal_scale.
+//
+// The package is pure: no I/O, no clock, no goroutines. It knows nothing of
+// how assignments are distributed (package saru) or installed (package
+// filter).
+package partition
