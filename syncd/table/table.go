@@ -446,4 +446,3 @@ func (t *Table) Count(origin string) uint64 {
 	}
 	return t.originCount[id]
 }
-
