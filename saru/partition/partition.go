@@ -269,11 +269,17 @@ func Assign(prev Assignment, members []Member) (Assignment, error) {
 	for i, m := range act {
 		index[m.ID] = i
 	}
+	// Owners come in long runs: remember the last answer.
+	lastID, lastIdx := "", -1
 	lookup := func(id string) int {
-		if i, ok := index[id]; ok {
-			return i
+		if id == lastID {
+			return lastIdx
 		}
-		return -1
+		lastID, lastIdx = id, -1
+		if i, ok := index[id]; ok {
+			lastIdx = i
+		}
+		return lastIdx
 	}
 
 	owner := make([]int32, buckets)
