@@ -68,7 +68,7 @@ type Assignment struct {
 
 // Range is a run of consecutive buckets with the same owner and standby.
 type Range struct {
-	First, Last     uint32
+	First, Last    uint32
 	Owner, Standby string
 }
 
