@@ -39,6 +39,6 @@
 //
 // It does not use KVM (it hangs on the machines this project is built on), give
 // the guest a network to the outside, or keep anything the guest writes. It
-// skips the test only when qemu-system-x86_64 is not installed; every other
-// failure to prepare the lab fails the test.
+// skips the test only in -short mode and when qemu-system-x86_64 is not
+// installed; every other failure to prepare the lab fails the test.
 package kernellab

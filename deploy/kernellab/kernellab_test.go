@@ -141,4 +141,3 @@ func TestScanConsole(t *testing.T) {
 		t.Errorf("no marker: exit %d, want -1", exit)
 	}
 }
-
