@@ -1,0 +1,313 @@
+package filter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// elementsPerMessage bounds one NEWSETELEM message: an element takes 16 bytes
+// and a nested netlink attribute at most 64 KiB.
+const elementsPerMessage = 2048
+
+// sendBuffer is the netlink send buffer: a batch is one sendmsg, and all
+// 65536 buckets take about 1 MiB.
+const sendBuffer = 8 << 20
+
+// Filter is saru's table in the kernel: Open installs it, Apply changes the
+// owned buckets, Close removes it. Its methods are safe for concurrent use.
+type Filter struct {
+	mu      sync.Mutex
+	conn    *nftables.Conn
+	cfg     Config
+	rs      *Ruleset
+	applied *BucketSet
+	log     *slog.Logger
+	closed  bool
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	netns int
+	log   *slog.Logger
+}
+
+// WithNetNS makes the filter act in the network namespace referred to by the
+// open file descriptor fd instead of the caller's.
+func WithNetNS(fd int) Option { return func(o *options) { o.netns = fd } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Open validates cfg and installs the ruleset, owning no bucket yet, in one
+// atomic batch that also removes a table of the same name left behind by a
+// previous run. Nothing outside that table is touched. Until the first Apply
+// the director drops every tcp/udp packet and echo-request to the VIPs.
+func Open(ctx context.Context, cfg Config, opts ...Option) (*Filter, error) {
+	o := options{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	empty, err := NewBucketSet(max(cfg.Buckets, 1))
+	if err != nil || cfg.Buckets < MinBuckets {
+		empty = nil
+	}
+	rs, err := Build(cfg, empty)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	copts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigSendBuffer)}
+	if o.netns != 0 {
+		copts = append(copts, nftables.WithNetNSFd(o.netns))
+	}
+	conn, err := nftables.New(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	f := &Filter{conn: conn, cfg: cfg, rs: rs, applied: empty, log: o.log}
+	if err := f.install(); err != nil {
+		_ = conn.CloseLasting()
+		return nil, err
+	}
+	f.log.Info("filter installed", "table", "inet "+rs.Table.Name, "services", len(cfg.Services),
+		"buckets", cfg.Buckets, "rules", len(rs.Rules), "nat", cfg.NAT != nil)
+	return f, nil
+}
+
+// bigSendBuffer raises the netlink send buffer past net.core.wmem_max when
+// privileged (SO_SNDBUFFORCE), else as far as wmem_max allows.
+func bigSendBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink send buffer: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sendBuffer)
+		if serr != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, sendBuffer)
+		}
+	}); err != nil {
+		return fmt.Errorf("netlink send buffer: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("netlink send buffer: %w", serr)
+	}
+	// Error acks need not echo our (large) messages back.
+	if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
+		return fmt.Errorf("netlink cap ack: %w", err)
+	}
+	return nil
+}
+
+// install queues: add table (a no-op if a stale one exists), delete it, and
+// add it afresh with set, chains and rules; the kernel applies all or nothing.
+func (f *Filter) install() error {
+	rs := f.rs
+	c := f.conn
+	c.AddTable(rs.Table)
+	c.DelTable(rs.Table)
+	c.AddTable(rs.Table)
+	if err := c.AddSet(rs.Owned, nil); err != nil {
+		return fmt.Errorf("queue set %s: %w", f.setName(), err)
+	}
+	if err := f.queueElements(rs.Elements); err != nil {
+		return err
+	}
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range rs.Chains {
+		chains[ch.Name] = c.AddChain(ch)
+	}
+	for _, r := range rs.Rules {
+		c.AddRule(&nftables.Rule{
+			Table:    rs.Table,
+			Chain:    chains[r.Chain],
+			Exprs:    r.Exprs,
+			UserData: userdata.AppendString(nil, userdata.TypeComment, r.Description),
+		})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("install table inet %s (set %s, %d chains, %d rules): %w",
+			rs.Table.Name, SetOwned, len(rs.Chains), len(rs.Rules), kernelErr(err))
+	}
+	return nil
+}
+
+func (f *Filter) setName() string { return "inet " + f.rs.Table.Name + " " + SetOwned }
+
+func (f *Filter) queueElements(elems []nftables.SetElement) error {
+	for i := 0; i < len(elems); i += elementsPerMessage {
+		if err := f.conn.SetAddElements(f.rs.Owned, elems[i:min(i+elementsPerMessage, len(elems))]); err != nil {
+			return fmt.Errorf("queue elements of set %s: %w", f.setName(), err)
+		}
+	}
+	return nil
+}
+
+// Apply makes owned the set of owned buckets in one atomic netlink batch
+// (flush the set, add every owned bucket). If the kernel refuses the batch,
+// the previous ownership stays in force and the error names the set.
+// Applying the same set twice leaves the kernel state unchanged.
+func (f *Filter) Apply(ctx context.Context, owned *BucketSet) error {
+	if owned == nil {
+		return fieldErr("owned", nil, "bucket set is required")
+	}
+	elems, err := elementsFor(f.cfg, owned)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.applyElements(ctx, elems); err != nil {
+		return fmt.Errorf("apply %s: %w", owned, err)
+	}
+	f.applied = copyBuckets(owned)
+	return nil
+}
+
+func (f *Filter) applyElements(ctx context.Context, elems []nftables.SetElement) error {
+	if f.closed {
+		return fmt.Errorf("filter table inet %s is closed", f.rs.Table.Name)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.conn.FlushSet(f.rs.Owned)
+	if err := f.queueElements(elems); err != nil {
+		return err
+	}
+	if err := f.conn.Flush(); err != nil {
+		return fmt.Errorf("set %s (%d elements): %w", f.setName(), len(elems), kernelErr(err))
+	}
+	return nil
+}
+
+func copyBuckets(s *BucketSet) *BucketSet {
+	if s == nil {
+		return nil
+	}
+	return &BucketSet{total: s.total, words: append([]uint64(nil), s.words...)}
+}
+
+// Applied returns a copy of the bucket set last applied (empty after Open).
+func (f *Filter) Applied() *BucketSet {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return copyBuckets(f.applied)
+}
+
+// RuleCounter is the packet and byte count of one rule, like a line of
+// `iptables -L -v -n`.
+type RuleCounter struct {
+	Chain       string
+	Handle      uint64
+	Description string
+	Packets     uint64
+	Bytes       uint64
+}
+
+// Counters reads every rule's counters from the kernel, in chain order.
+func (f *Filter) Counters(ctx context.Context) ([]RuleCounter, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, fmt.Errorf("filter table inet %s is closed", f.rs.Table.Name)
+	}
+	var out []RuleCounter
+	for _, ch := range f.rs.Chains {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rules, err := f.conn.GetRules(f.rs.Table, ch)
+		if err != nil {
+			return nil, fmt.Errorf("list rules of chain inet %s %s: %w", f.rs.Table.Name, ch.Name, kernelErr(err))
+		}
+		for _, r := range rules {
+			rc := RuleCounter{Chain: ch.Name, Handle: r.Handle}
+			rc.Description, _ = userdata.GetString(r.UserData, userdata.TypeComment)
+			for _, e := range r.Exprs {
+				if c, ok := e.(*expr.Counter); ok {
+					rc.Packets, rc.Bytes = c.Packets, c.Bytes
+				}
+			}
+			out = append(out, rc)
+		}
+	}
+	return out, nil
+}
+
+// Close removes saru's table and closes the netlink socket. A table already
+// gone is not an error.
+func (f *Filter) Close(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	defer func() { _ = f.conn.CloseLasting() }()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.conn.DelTable(f.rs.Table)
+	if err := f.conn.Flush(); err != nil && !isNotExist(err) {
+		return fmt.Errorf("delete table inet %s: %w", f.rs.Table.Name, kernelErr(err))
+	}
+	f.log.Info("filter removed", "table", "inet "+f.rs.Table.Name)
+	return nil
+}
+
+func isNotExist(err error) bool {
+	for _, e := range unwrapAll(err) {
+		if e == syscall.ENOENT {
+			return true
+		}
+	}
+	return false
+}
+
+// unwrapAll flattens wrapped and joined errors.
+func unwrapAll(err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		out = append(out, e)
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
+// kernelErr keeps the first kernel error of a batch: the kernel reports the
+// failing message and then every later message of the aborted batch.
+func kernelErr(err error) error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if errs := u.Unwrap(); len(errs) > 0 {
+			return errs[0]
+		}
+	}
+	return err
+}

@@ -1,0 +1,65 @@
+// Package filter installs saru's nftables ownership filter: every director
+// carries the same VIP and MAC and so receives every packet for a virtual
+// service; the filter accepts the packets whose bucket this director owns and
+// drops the rest before IPVS (or conntrack) spends anything on them.
+//
+// It reproduces the seed's `-m saru` iptables rules in one nftables table
+// (default "inet saru"):
+//
+//   - tcp and udp to a VIP are bucketed by the service's Sense (default
+//     src-port) and accepted if the bucket is owned, else dropped;
+//   - ICMP (ICMPv6) echo-request to a VIP is bucketed by src-addr;
+//   - other ICMP to a VIP is accepted by every director;
+//   - everything else to a VIP is dropped.
+//
+// In LVS-NAT mode (Config.NAT) a forward chain lets exactly one director
+// forward each reply (the owner of the client's bucket, matched after IPVS
+// has rewritten the reply to come from the VIP) and each new connection from
+// the real servers (the owner of its source port; echo-request by
+// destination address), and a nat chain masquerades the latter; traffic
+// between real servers is untouched. These are the seed's POSTROUTING rules.
+//
+// # Buckets
+//
+// B = Config.Buckets is a power of two from 16 to 65536. Port senses map a
+// packet to bucket port & (B-1) on the 16-bit port. Address senses use the
+// kernel's jhash with the explicit cluster seed Config.Seed, as nftables
+// `jhash <key> mod B seed S offset 0`: bucket = (jhash(key, len, S) * B) >> 32.
+// The key is the address (4 or 16 bytes) or, for src-addr+src-port, the
+// address followed by the big-endian source port zero-padded to 4 bytes (8
+// or 20 bytes), exactly as nftables registers hold a concatenation. The seed
+// must be non-zero: google/nftables omits a zero seed and the kernel would
+// then pick a random seed per rule. testdata/kernel_jhash_vectors.json holds
+// buckets observed from the kernel with real packets, for checking other
+// implementations of the bucket function.
+//
+// The owned buckets are the set "owned" of 16-bit host-order integers; with
+// such a key the kernel uses its bitmap set backend, so a lookup is one bit
+// test whatever the number of owned buckets.
+//
+// # Use
+//
+//	f, err := filter.Open(ctx, cfg)          // install, owning nothing; replaces a stale table
+//	err = f.Apply(ctx, owned)                // one atomic batch: flush set, add owned buckets
+//	counters, err := f.Counters(ctx)         // per-rule packets and bytes, with descriptions
+//	err = f.Close(ctx)                       // remove the table
+//
+// Build is the pure part: it turns a Config and a BucketSet into the nftables
+// objects without any I/O. Open, Apply, Counters and Close are the thin
+// netlink adapter. Apply is a single netlink batch, so the kernel applies all
+// of it or nothing: when it refuses, the previous ownership stays in force and
+// the error names the set.
+//
+// # What it does not do
+//
+// It does not decide ownership (saru/partition does), does not configure
+// addresses or MACs (filter/sharedmac does), and does not load IPVS. Non-first
+// IP fragments carry no ports; they are dropped unless conntrack's
+// defragmentation (priority -400) reassembled them first. Big-endian hosts are
+// not supported.
+//
+// # Debugging
+//
+//	nft list table inet saru     # rules with their counters and descriptions
+//	nft list set inet saru owned # the owned buckets
+package filter
