@@ -1,0 +1,675 @@
+package coord
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/saru-lb/saru/saru/partition"
+)
+
+// Reason says why the core refused or dropped something, or why it took a
+// decision. Tests assert it; metrics label by it.
+type Reason string
+
+// Reasons.
+const (
+	// Refusals of a peer's metadata.
+	RefuseBuckets Reason = "bucket-count-mismatch"
+	RefuseSeed    Reason = "seed-mismatch"
+	RefuseSelfID  Reason = "duplicate-self-id"
+	// Drops of a received assignment.
+	DropStale   Reason = "stale-epoch"
+	DropInvalid Reason = "invalid-assignment"
+	DropBuckets Reason = "bucket-count-mismatch"
+	// Decisions worth logging.
+	JoinSyncReady   Reason = "sync-ready"
+	JoinDelay       Reason = "join-delay"
+	JoinBootstrap   Reason = "bootstrap"
+	DrainConfirmed  Reason = "drain-confirmed"
+	DrainTimeout    Reason = "drain-confirm-timeout"
+	DrainLastActive Reason = "drain-blocked-last-active"
+	AssignComputed  Reason = "assignment-computed"
+	AssignAdopted   Reason = "assignment-adopted"
+	AssignFailed    Reason = "assignment-failed"
+	LeaderChanged   Reason = "leader-changed"
+	FailoverLocal   Reason = "standby-takeover"
+)
+
+// Errors returned by operator requests.
+var (
+	ErrLastActive  = errors.New("no other active director would own the buckets")
+	ErrNotDraining = errors.New("director is not draining")
+	ErrNotActive   = errors.New("director is not active")
+)
+
+// Config is the core's fixed configuration. Durations are in ticks.
+type Config struct {
+	// ID, Weight and GRPC describe this director.
+	ID     string
+	Weight int
+	GRPC   string
+	// Buckets and Seed are the cluster's bucket count and hash seed.
+	Buckets int
+	Seed    uint32
+	// JoinDelay: ticks a joining director waits before it takes buckets
+	// unless its syncd reports a complete snapshot first.
+	JoinDelay int
+	// Settle: ticks after start after which a joining director that sees
+	// no active or draining director takes buckets at once (a new cluster
+	// has no connections to sync).
+	Settle int
+	// DrainConfirmTimeout: ticks the leader waits for peers to confirm they
+	// hold a draining director's connections before moving its buckets
+	// anyway.
+	DrainConfirmTimeout int
+	// Retry: ticks before an unanswered fetch or apply is asked again.
+	Retry int
+	// FastFailover lets this director take over the buckets it is standby
+	// for as soon as their owner is seen dead, before the leader's next
+	// assignment.
+	FastFailover bool
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("id: must not be empty"))
+	}
+	if c.Weight < 1 {
+		errs = append(errs, fmt.Errorf("weight %d: must be at least 1", c.Weight))
+	}
+	if err := partition.ValidBuckets(c.Buckets); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Seed == 0 {
+		errs = append(errs, errors.New("seed: must be non-zero"))
+	}
+	if c.JoinDelay < 0 || c.Settle < 0 || c.DrainConfirmTimeout < 0 || c.Retry < 1 {
+		errs = append(errs, errors.New("tick counts: must be non-negative, retry at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Apply asks the caller to install an owned bucket set in the filter, then
+// report Applied(Seq).
+type Apply struct {
+	Seq   uint64
+	Epoch uint64
+	// Owned buckets, ascending.
+	Owned []uint32
+	// Failover is true when Owned includes buckets taken over from dead
+	// owners ahead of the leader.
+	Failover bool
+}
+
+// Leader names the director that computes assignments.
+type Leader struct {
+	ID   string
+	GRPC string
+	// Self is true when this director is the leader.
+	Self bool
+}
+
+// Event is a decision worth logging.
+type Event struct {
+	Reason Reason
+	Detail string
+}
+
+// Ready holds what the caller must do after feeding events. Nil or empty
+// fields mean "nothing changed".
+type Ready struct {
+	// Meta is this director's new metadata, to gossip.
+	Meta *Meta
+	// Publish is a new current assignment, to serve to watchers.
+	Publish *partition.Assignment
+	// Apply is a new owned set to install.
+	Apply *Apply
+	// Fetch names a peer whose assignment the caller must pull (GetAssignment)
+	// and feed to Receive.
+	Fetch string
+	// Leader is set when the leader changes; the caller watches it.
+	Leader *Leader
+	// Confirm lists the draining peers whose connections the caller should
+	// check with its syncd and report with SyncConfirm; set when it changes.
+	Confirm []string
+	// Events to log.
+	Events []Event
+}
+
+// Empty reports whether there is nothing to do.
+func (r Ready) Empty() bool {
+	return r.Meta == nil && r.Publish == nil && r.Apply == nil && r.Fetch == "" && r.Leader == nil && r.Confirm == nil && len(r.Events) == 0
+}
+
+// Peer is another director as this one knows it.
+type Peer struct {
+	Meta  Meta
+	Alive bool
+}
+
+type peer struct {
+	meta  Meta
+	alive bool
+}
+
+// Node is one director's coordinator state machine. It does no I/O, reads
+// no clock and starts no goroutines: feed it events, then call Ready. It is
+// not safe for concurrent use.
+type Node struct {
+	cfg   Config
+	self  Meta
+	peers map[string]*peer
+	cur   partition.Assignment
+	ticks int
+
+	syncReady bool
+	leader    Leader
+
+	drainSince map[string]int // leader: tick a draining member was first seen
+	fetchFrom  string
+	fetchAt    int
+
+	sentMeta    Meta
+	metaSent    bool
+	publish     bool
+	applySeq    uint64
+	applyEpochs map[uint64]uint64
+	applyAt     int
+	wantOwned   []uint32
+	sentOwned   []uint32
+	sentApply   bool
+	sentEpoch   uint64
+	failover    bool
+	leaderOut   bool
+	confirmOut  []string
+	confirmSent []string
+	fetchOut    string
+	blocked     bool
+	events      []Event
+}
+
+// New returns a joining director's core with the empty assignment.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("coordinator config: %w", err)
+	}
+	cur, err := partition.Empty(cfg.Buckets)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:         cfg,
+		self:        Meta{ID: cfg.ID, Weight: cfg.Weight, State: partition.Joining, GRPC: cfg.GRPC, Buckets: cfg.Buckets, Seed: cfg.Seed},
+		peers:       make(map[string]*peer),
+		cur:         cur,
+		drainSince:  make(map[string]int),
+		applyEpochs: make(map[uint64]uint64),
+	}
+	n.update()
+	return n, nil
+}
+
+// CheckPeer tells whether a peer's metadata is acceptable to a director
+// with this configuration; "" means yes.
+func CheckPeer(cfg Config, m Meta) Reason {
+	switch {
+	case m.ID == cfg.ID:
+		return RefuseSelfID
+	case m.Buckets != cfg.Buckets:
+		return RefuseBuckets
+	case m.Seed != cfg.Seed:
+		return RefuseSeed
+	}
+	return ""
+}
+
+// PeerAlive records a peer that joined or updated its metadata. A peer
+// whose bucket count or seed differs is refused and ignored.
+func (n *Node) PeerAlive(m Meta) Reason {
+	if r := CheckPeer(n.cfg, m); r != "" {
+		n.event(r, fmt.Sprintf("peer %q announces buckets %d seed %d; ours are %d and %d", m.ID, m.Buckets, m.Seed, n.cfg.Buckets, n.cfg.Seed))
+		return r
+	}
+	n.peers[m.ID] = &peer{meta: m.clone(), alive: true}
+	n.update()
+	return ""
+}
+
+// PeerDead records that failure detection declared a peer dead, or that it
+// left.
+func (n *Node) PeerDead(id string) {
+	p, ok := n.peers[id]
+	if !ok || !p.alive {
+		return
+	}
+	p.alive = false
+	n.update()
+}
+
+// Receive offers an assignment (from the leader's stream or a fetch). Only
+// a valid assignment with a newer epoch is taken.
+func (n *Node) Receive(a partition.Assignment) Reason {
+	if a.Buckets() != n.cfg.Buckets {
+		return DropBuckets
+	}
+	if a.Epoch <= n.cur.Epoch {
+		return DropStale
+	}
+	if err := a.Validate(); err != nil {
+		n.event(DropInvalid, err.Error())
+		return DropInvalid
+	}
+	n.cur = a
+	n.publish = true
+	if n.fetchFrom != "" && a.Epoch >= n.maxPeerEpoch() {
+		n.fetchFrom = ""
+	}
+	n.update()
+	return ""
+}
+
+// Applied reports that the Apply with this sequence number is installed.
+func (n *Node) Applied(seq uint64) {
+	e, ok := n.applyEpochs[seq]
+	if !ok {
+		return
+	}
+	for s := range n.applyEpochs {
+		if s <= seq {
+			delete(n.applyEpochs, s)
+		}
+	}
+	if e > n.self.Applied {
+		n.self.Applied = e
+	}
+	n.update()
+}
+
+// Tick advances time by one tick.
+func (n *Node) Tick() {
+	n.ticks++
+	if len(n.applyEpochs) > 0 && n.ticks-n.applyAt >= n.cfg.Retry {
+		n.sentApply = false // ask again
+	}
+	if n.fetchFrom != "" && n.ticks-n.fetchAt >= n.cfg.Retry {
+		n.fetchFrom = ""
+	}
+	n.update()
+}
+
+// SyncReady reports that the local syncd holds a complete snapshot.
+func (n *Node) SyncReady() {
+	n.syncReady = true
+	n.update()
+}
+
+// SyncConfirm reports whether the local syncd holds the connections of the
+// draining peer id.
+func (n *Node) SyncConfirm(id string, ok bool) {
+	has := slices.Contains(n.self.Confirms, id)
+	switch {
+	case ok && !has:
+		n.self.Confirms = append(n.self.Confirms, id)
+		slices.Sort(n.self.Confirms)
+	case !ok && has:
+		n.self.Confirms = slices.DeleteFunc(n.self.Confirms, func(s string) bool { return s == id })
+	}
+	n.update()
+}
+
+// Drain starts draining this director: phase one asks peers to confirm
+// they hold its connections, phase two (the leader) moves its buckets in
+// one epoch.
+func (n *Node) Drain() error {
+	if n.self.State == partition.Draining {
+		return nil
+	}
+	others := false
+	for _, p := range n.peers {
+		if p.alive && p.meta.State == partition.Active {
+			others = true
+		}
+	}
+	if n.self.State == partition.Active && !others {
+		return fmt.Errorf("drain %s: %w", n.cfg.ID, ErrLastActive)
+	}
+	n.self.State = partition.Draining
+	n.update()
+	return nil
+}
+
+// Undrain returns a draining director to service.
+func (n *Node) Undrain() error {
+	if n.self.State != partition.Draining {
+		return fmt.Errorf("undrain %s: %w", n.cfg.ID, ErrNotDraining)
+	}
+	n.self.State = partition.Active
+	n.update()
+	return nil
+}
+
+// Drained reports whether this director is draining and has applied an
+// assignment in which it is draining and owns no bucket.
+func (n *Node) Drained() (uint64, bool) {
+	if n.self.State != partition.Draining || n.self.Applied < n.cur.Epoch {
+		return 0, false
+	}
+	for _, m := range n.cur.Members {
+		if m.ID == n.cfg.ID {
+			if m.State == partition.Draining && len(n.wantOwned) == 0 {
+				return n.cur.Epoch, true
+			}
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// Undrained reports whether this director is active in the applied
+// current assignment.
+func (n *Node) Undrained() (uint64, bool) {
+	if n.self.State != partition.Active || n.self.Applied < n.cur.Epoch {
+		return 0, false
+	}
+	for _, m := range n.cur.Members {
+		if m.ID == n.cfg.ID && m.State == partition.Active {
+			return n.cur.Epoch, true
+		}
+	}
+	return 0, false
+}
+
+// Self returns this director's metadata.
+func (n *Node) Self() Meta { return n.self.clone() }
+
+// Assignment returns the current assignment. Callers must not modify it.
+func (n *Node) Assignment() partition.Assignment { return n.cur }
+
+// LeaderID returns the current leader's id.
+func (n *Node) LeaderID() string { return n.leader.ID }
+
+// Owned returns the buckets this director wants installed (after any
+// standby takeover), ascending.
+func (n *Node) Owned() []uint32 { return slices.Clone(n.wantOwned) }
+
+// Owners returns every bucket's effective owner as this director sees it:
+// the current assignment with dead owners replaced by their standbys when
+// fast failover is on.
+func (n *Node) Owners() []string { return n.owners() }
+
+// Peers returns every peer ever seen, sorted by id.
+func (n *Node) Peers() []Peer {
+	out := make([]Peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		out = append(out, Peer{Meta: p.meta.clone(), Alive: p.alive})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Meta.ID < out[j].Meta.ID })
+	return out
+}
+
+// Ready returns what changed since the last call.
+func (n *Node) Ready() Ready {
+	var rd Ready
+	if !n.metaSent || !n.self.equal(n.sentMeta) {
+		m := n.self.clone()
+		rd.Meta = &m
+		n.sentMeta, n.metaSent = m.clone(), true
+	}
+	if n.publish {
+		a := n.cur
+		rd.Publish = &a
+		n.publish = false
+	}
+	if !n.sentApply || !slices.Equal(n.wantOwned, n.sentOwned) || n.cur.Epoch != n.sentEpoch {
+		n.applySeq++
+		n.applyEpochs[n.applySeq] = n.cur.Epoch
+		n.applyAt = n.ticks
+		rd.Apply = &Apply{Seq: n.applySeq, Epoch: n.cur.Epoch, Owned: slices.Clone(n.wantOwned), Failover: n.failover}
+		n.sentOwned, n.sentApply, n.sentEpoch = slices.Clone(n.wantOwned), true, n.cur.Epoch
+	}
+	if n.fetchOut != "" {
+		rd.Fetch = n.fetchOut
+		n.fetchOut = ""
+	}
+	if n.leaderOut {
+		l := n.leader
+		rd.Leader = &l
+		n.leaderOut = false
+	}
+	if !slices.Equal(n.confirmOut, n.confirmSent) {
+		rd.Confirm = append([]string{}, n.confirmOut...)
+		n.confirmSent = slices.Clone(n.confirmOut)
+	}
+	rd.Events, n.events = n.events, nil
+	return rd
+}
+
+func (n *Node) event(r Reason, detail string) {
+	n.events = append(n.events, Event{Reason: r, Detail: detail})
+}
+
+// live returns the metadata of every live director, this one included,
+// sorted by id.
+func (n *Node) live() []Meta {
+	out := []Meta{n.self}
+	for _, p := range n.peers {
+		if p.alive {
+			out = append(out, p.meta)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (n *Node) maxPeerEpoch() uint64 {
+	var e uint64
+	for _, p := range n.peers {
+		if p.alive && p.meta.Epoch > e {
+			e = p.meta.Epoch
+		}
+	}
+	return e
+}
+
+// update recomputes every decision from the state.
+func (n *Node) update() {
+	n.updateSelfState(n.live())
+	live := n.live()
+
+	// Leader: the lowest id among live directors.
+	l := Leader{ID: live[0].ID, GRPC: live[0].GRPC, Self: live[0].ID == n.cfg.ID}
+	if l != n.leader {
+		if l.ID != n.leader.ID {
+			n.event(LeaderChanged, fmt.Sprintf("leader %s", l.ID))
+		}
+		n.leader, n.leaderOut = l, true
+	}
+	if l.Self {
+		n.lead(live)
+	}
+	n.self.Epoch = n.cur.Epoch
+
+	// Phase one of drains: peers this director should confirm.
+	var confirm []string
+	for _, m := range live {
+		if m.ID != n.cfg.ID && m.State == partition.Draining {
+			confirm = append(confirm, m.ID)
+		}
+	}
+	n.confirmOut = confirm
+	n.self.Confirms = slices.DeleteFunc(n.self.Confirms, func(id string) bool { return !slices.Contains(confirm, id) })
+
+	// What to install.
+	owners := n.owners()
+	var owned []uint32
+	failover := false
+	for b, o := range owners {
+		if o == n.cfg.ID {
+			owned = append(owned, uint32(b))
+			if n.cur.Owners[b] != o {
+				failover = true
+			}
+		}
+	}
+	if failover && !n.failover {
+		n.event(FailoverLocal, fmt.Sprintf("epoch %d: taking over %d standby buckets", n.cur.Epoch, len(owned)-len(n.cur.Owned(n.cfg.ID))))
+	}
+	n.wantOwned, n.failover = owned, failover
+}
+
+func (n *Node) updateSelfState(live []Meta) {
+	if n.self.State != partition.Joining {
+		return
+	}
+	busy := false
+	for _, m := range live {
+		if m.ID != n.cfg.ID && (m.State == partition.Active || m.State == partition.Draining) {
+			busy = true
+		}
+	}
+	var why Reason
+	switch {
+	case n.syncReady:
+		why = JoinSyncReady
+	case n.ticks >= n.cfg.JoinDelay:
+		why = JoinDelay
+	case n.ticks >= n.cfg.Settle && !busy:
+		why = JoinBootstrap
+	default:
+		return
+	}
+	n.self.State = partition.Active
+	n.event(why, fmt.Sprintf("active after %d ticks", n.ticks))
+}
+
+// owners applies fast failover to the current assignment.
+func (n *Node) owners() []string {
+	if !n.cfg.FastFailover {
+		return n.cur.Owners
+	}
+	var dead []string
+	for _, m := range n.cur.Members {
+		if m.ID == n.cfg.ID {
+			continue
+		}
+		if p, ok := n.peers[m.ID]; !ok || !p.alive {
+			dead = append(dead, m.ID)
+		}
+	}
+	if len(dead) == 0 {
+		return n.cur.Owners
+	}
+	return partition.Failover(n.cur, dead...)
+}
+
+// lead is the leader's part: adopt the cluster's newest assignment, then
+// compute a new one when the member set differs from the current one's.
+func (n *Node) lead(live []Meta) {
+	var from string
+	var max uint64
+	for _, m := range live {
+		if m.ID != n.cfg.ID && m.Epoch > max {
+			max, from = m.Epoch, m.ID
+		}
+	}
+	if max > n.cur.Epoch {
+		if n.fetchFrom == "" {
+			n.fetchFrom, n.fetchAt, n.fetchOut = from, n.ticks, from
+		}
+		return
+	}
+	members := n.members(live)
+	if sameMembers(members, n.cur.Members) {
+		return
+	}
+	next, err := partition.Assign(n.cur, members)
+	if err != nil {
+		n.event(AssignFailed, err.Error())
+		return
+	}
+	n.event(AssignComputed, fmt.Sprintf("epoch %d for %s", next.Epoch, describe(members)))
+	n.cur = next
+	n.publish = true
+}
+
+// members returns the member list the leader assigns for: each live
+// director with its gossiped weight and state, a draining one kept active
+// until its peers confirm (or the confirm timeout passes).
+func (n *Node) members(live []Meta) []partition.Member {
+	out := make([]partition.Member, 0, len(live))
+	draining := make(map[string]bool)
+	for _, m := range live {
+		st := m.State
+		if st == partition.Draining && !n.drainReady(m.ID, live) {
+			st = partition.Active
+		}
+		if st == partition.Draining {
+			draining[m.ID] = true
+		}
+		out = append(out, partition.Member{ID: m.ID, Weight: m.Weight, State: st})
+	}
+	for id := range n.drainSince {
+		if !slices.ContainsFunc(live, func(m Meta) bool { return m.ID == id && m.State == partition.Draining }) {
+			delete(n.drainSince, id)
+		}
+	}
+	blocked := len(draining) > 0 && !slices.ContainsFunc(out, func(m partition.Member) bool { return m.State == partition.Active })
+	if blocked {
+		for i := range out {
+			if draining[out[i].ID] {
+				out[i].State = partition.Active
+			}
+		}
+		if !n.blocked {
+			n.event(DrainLastActive, "keeping draining directors active: no other active director")
+		}
+	}
+	n.blocked = blocked
+	return out
+}
+
+func (n *Node) drainReady(id string, live []Meta) bool {
+	for _, m := range n.cur.Members {
+		if m.ID == id && m.State == partition.Draining {
+			return true
+		}
+	}
+	since, ok := n.drainSince[id]
+	if !ok {
+		since = n.ticks
+		n.drainSince[id] = since
+	}
+	confirmed := true
+	for _, m := range live {
+		if m.ID != id && m.State == partition.Active && !slices.Contains(m.Confirms, id) {
+			confirmed = false
+		}
+	}
+	if confirmed {
+		n.event(DrainConfirmed, fmt.Sprintf("peers hold %s's connections", id))
+		return true
+	}
+	if n.ticks-since >= n.cfg.DrainConfirmTimeout {
+		n.event(DrainTimeout, fmt.Sprintf("moving %s's buckets after %d ticks without every peer's confirmation", id, n.ticks-since))
+		return true
+	}
+	return false
+}
+
+func sameMembers(a, b []partition.Member) bool {
+	return slices.Equal(a, b)
+}
+
+func describe(ms []partition.Member) string {
+	s := ""
+	for i, m := range ms {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%s/%s/%d", m.ID, m.State, m.Weight)
+	}
+	return s
+}

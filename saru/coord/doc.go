@@ -1,0 +1,42 @@
+// Package coord is a director's coordinator as a pure state machine: the
+// membership view, the leader, the current assignment, the drain and join
+// lifecycle, and the standby fast path.
+//
+// Like etcd's raft RawNode, a Node is fed events — PeerAlive (a peer's
+// gossiped Meta), PeerDead, Receive (an assignment from the leader's stream
+// or a fetch), Applied (the filter installed an owned set), Tick, SyncReady,
+// SyncConfirm, Drain and Undrain — and the caller reads what to do from
+// Ready: metadata to gossip, an assignment to publish to watchers, an owned
+// bucket set to install, a peer to fetch the newest assignment from, a new
+// leader to watch, draining peers whose connections to confirm with the
+// local syncd, and events to log, each with a typed Reason.
+//
+// It does no I/O, reads no clock (time is counted in ticks), starts no
+// goroutines and is not safe for concurrent use. Membership (memberlist),
+// transport (gRPC), the filter and syncd are the caller's (package node).
+//
+// # Rules
+//
+//   - The leader is the live director with the lowest id. Only it computes
+//     assignments (partition.Assign), and only when the member set (ids,
+//     weights, states) differs from the current assignment's.
+//   - Before computing, a leader adopts the newest epoch any live peer
+//     advertises, by asking the caller to fetch it from that peer.
+//   - An assignment is taken only if its epoch is newer than the current one
+//     and it is valid; otherwise it is dropped with DropStale or DropInvalid.
+//   - With FastFailover, a director installs the buckets it is standby for
+//     as soon as their owner is seen dead (partition.Failover), before the
+//     leader's next epoch.
+//   - A joining director takes buckets when its syncd reports a complete
+//     snapshot, when the join delay has passed, or, after the settle time,
+//     when no live director is active (a new cluster).
+//   - A draining director stays active in assignments until every other
+//     active director confirms it holds its connections, or the confirm
+//     timeout passes; then its buckets move in one epoch. The last active
+//     director cannot drain.
+//   - A peer announcing a different bucket count or seed is refused.
+//
+// There is no quorum: each side of a network partition elects its own
+// leader and keeps serving; see package saru for what that means and how
+// the cluster heals.
+package coord
