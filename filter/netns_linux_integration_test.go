@@ -92,3 +92,30 @@ func (n *netNS) do(fn func() error) error {
 	}()
 	return <-errc
 }
+
+// ipBatch runs `ip -batch -` inside the namespace with one command per line.
+func (n *netNS) ipBatch(tb testing.TB, lines []string) {
+	tb.Helper()
+	cmd := exec.Command("ip", "netns", "exec", n.name, "ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("%s: ip -batch: %v: %s", n.name, err, out)
+	}
+}
+
+// sysctl sets key=value (e.g. net.ipv4.conf.all.rp_filter=0) in the namespace.
+func (n *netNS) sysctl(tb testing.TB, kv ...string) {
+	tb.Helper()
+	for _, s := range kv {
+		n.sh(tb, "sysctl -q -w "+s)
+	}
+}
+
+// vethTo creates a veth pair: `dev` inside n, `peer` inside other.
+func (n *netNS) vethTo(tb testing.TB, dev string, other *netNS, peer string) {
+	tb.Helper()
+	const tmp = "saru-tmp-peer" // lives in n only until moved
+	n.sh(tb, fmt.Sprintf("ip link add %s type veth peer name %s", dev, tmp))
+	n.sh(tb, fmt.Sprintf("ip link set %s netns %s", tmp, other.name))
+	other.sh(tb, fmt.Sprintf("ip link set %s name %s", tmp, peer))
+}
