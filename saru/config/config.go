@@ -1,0 +1,339 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/saru-lb/saru/saru/partition"
+)
+
+// Raw is the configuration file as written. Durations are Go duration
+// strings ("200ms", "30s").
+type Raw struct {
+	// Node describes this director.
+	Node struct {
+		ID     string `yaml:"id"`
+		Name   string `yaml:"name"`
+		Weight int    `yaml:"weight"`
+	} `yaml:"node"`
+	// Interface carries the VIPs (shared VIP and MAC).
+	Interface string `yaml:"interface"`
+	// SharedMAC is the MAC every director uses on Interface (optional).
+	SharedMAC string       `yaml:"shared_mac"`
+	Services  []RawService `yaml:"services"`
+	// Buckets defaults to 4096; HashSeed must be set, non-zero.
+	Buckets  int    `yaml:"buckets"`
+	HashSeed string `yaml:"hash_seed"`
+	GRPC     struct {
+		Listen     string `yaml:"listen"`
+		Advertise  string `yaml:"advertise"`
+		TokenFile  string `yaml:"token_file"`
+		CertFile   string `yaml:"cert_file"`
+		KeyFile    string `yaml:"key_file"`
+		ClientCA   string `yaml:"client_ca_file"`
+	} `yaml:"grpc"`
+	Metrics struct {
+		Listen string `yaml:"listen"`
+	} `yaml:"metrics"`
+	Gossip struct {
+		Bind           string   `yaml:"bind"`
+		Advertise      string   `yaml:"advertise"`
+		Seeds          []string `yaml:"seeds"`
+		ProbeInterval  string   `yaml:"probe_interval"`
+		ProbeTimeout   string   `yaml:"probe_timeout"`
+		SuspicionMult  int      `yaml:"suspicion_mult"`
+		GossipInterval string   `yaml:"gossip_interval"`
+		KeyFile        string   `yaml:"key_file"`
+	} `yaml:"gossip"`
+	Tick         string `yaml:"tick"`
+	JoinDelay    string `yaml:"join_delay"`
+	Settle       string `yaml:"settle"`
+	FastFailover *bool  `yaml:"fast_failover"`
+	Drain        struct {
+		ConfirmTimeout string `yaml:"confirm_timeout"`
+		MaxSyncLag     string `yaml:"max_sync_lag"`
+		Timeout        string `yaml:"timeout"`
+	} `yaml:"drain"`
+	Syncd struct {
+		Address string `yaml:"address"`
+	} `yaml:"syncd"`
+	LogLevel string `yaml:"log_level"`
+}
+
+// RawService is one virtual service as written.
+type RawService struct {
+	VIP      string `yaml:"vip"`
+	Protocol string `yaml:"protocol"`
+	Port     int    `yaml:"port"`
+	Sense    string `yaml:"sense"`
+}
+
+// Service is a checked virtual service.
+type Service struct {
+	VIP netip.Addr
+	// Protocol is "tcp", "udp" or "both".
+	Protocol string
+	// Port 0 means every port.
+	Port  uint16
+	Sense partition.Sense
+}
+
+// Config is a checked configuration with defaults filled in.
+type Config struct {
+	ID, Name  string
+	Weight    int
+	Interface string
+	SharedMAC net.HardwareAddr
+	Services  []Service
+	Buckets   int
+	Seed      uint32
+
+	GRPCListen    string
+	GRPCAdvertise string
+	TokenFile     string
+	CertFile      string
+	KeyFile       string
+	ClientCAFile  string
+	MetricsListen string
+
+	GossipBind      netip.AddrPort
+	GossipAdvertise netip.AddrPort
+	Seeds           []string
+	ProbeInterval   time.Duration
+	ProbeTimeout    time.Duration
+	SuspicionMult   int
+	GossipInterval  time.Duration
+	GossipKeyFile   string
+
+	Tick                time.Duration
+	JoinDelay           time.Duration
+	Settle              time.Duration
+	FastFailover        bool
+	DrainConfirmTimeout time.Duration
+	MaxSyncLag          time.Duration
+	DrainTimeout        time.Duration
+	SyncdAddress        string
+	LogLevel            string
+}
+
+// Defaults.
+const (
+	DefaultGRPCListen     = ":7400"
+	DefaultGossipBind     = "0.0.0.0:7946"
+	DefaultProbeInterval  = 200 * time.Millisecond
+	DefaultProbeTimeout   = 100 * time.Millisecond
+	DefaultSuspicionMult  = 2
+	DefaultGossipInterval = 50 * time.Millisecond
+	DefaultTick           = 100 * time.Millisecond
+	DefaultJoinDelay      = 30 * time.Second
+	DefaultSettle         = 2 * time.Second
+	DefaultConfirmTimeout = 10 * time.Second
+	DefaultMaxSyncLag     = time.Second
+	DefaultDrainTimeout   = 60 * time.Second
+)
+
+// Parse decodes a YAML configuration. Unknown fields are errors.
+func Parse(b []byte) (Raw, error) {
+	var r Raw
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil {
+		return Raw{}, fmt.Errorf("parse config: %w", err)
+	}
+	return r, nil
+}
+
+// FieldError names the field at fault.
+type FieldError struct {
+	Field, Value, Msg string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, e.Value, e.Msg)
+}
+
+func ferr(field string, value any, format string, args ...any) error {
+	return &FieldError{Field: field, Value: fmt.Sprint(value), Msg: fmt.Sprintf(format, args...)}
+}
+
+// For checks r and fills defaults. The error lists every bad field.
+func For(r Raw) (Config, error) {
+	var errs []error
+	c := Config{ID: r.Node.ID, Name: r.Node.Name, Weight: r.Node.Weight, Interface: r.Interface,
+		Seeds: r.Gossip.Seeds, SyncdAddress: r.Syncd.Address, TokenFile: r.GRPC.TokenFile,
+		CertFile: r.GRPC.CertFile, KeyFile: r.GRPC.KeyFile, ClientCAFile: r.GRPC.ClientCA,
+		GossipKeyFile: r.Gossip.KeyFile, MetricsListen: r.Metrics.Listen, GRPCAdvertise: r.GRPC.Advertise}
+	if c.ID == "" {
+		errs = append(errs, ferr("node.id", "", "required"))
+	} else if len(c.ID) > 64 {
+		errs = append(errs, ferr("node.id", c.ID, "at most 64 characters"))
+	}
+	if c.Name == "" {
+		c.Name = c.ID
+	}
+	switch {
+	case c.Weight == 0:
+		c.Weight = 1
+	case c.Weight < 0 || c.Weight > 1000:
+		errs = append(errs, ferr("node.weight", c.Weight, "want 1 to 1000"))
+	}
+	if r.SharedMAC != "" {
+		mac, err := net.ParseMAC(r.SharedMAC)
+		if err != nil || len(mac) != 6 {
+			errs = append(errs, ferr("shared_mac", r.SharedMAC, "want a 6-byte MAC like 02:00:5e:00:00:01"))
+		}
+		c.SharedMAC = mac
+	}
+	c.Buckets = r.Buckets
+	if c.Buckets == 0 {
+		c.Buckets = partition.DefaultBuckets
+	}
+	if err := partition.ValidBuckets(c.Buckets); err != nil {
+		errs = append(errs, ferr("buckets", c.Buckets, "want a power of two from %d to %d", partition.MinBuckets, partition.MaxBuckets))
+	}
+	if r.HashSeed == "" {
+		errs = append(errs, ferr("hash_seed", "", "required: an explicit non-zero 32-bit seed shared by every director"))
+	} else if s, err := strconv.ParseUint(r.HashSeed, 0, 32); err != nil || s == 0 {
+		errs = append(errs, ferr("hash_seed", r.HashSeed, "want a non-zero 32-bit number (decimal or 0x hex)"))
+	} else {
+		c.Seed = uint32(s)
+	}
+	if len(r.Services) == 0 {
+		errs = append(errs, ferr("services", "[]", "at least one virtual service is required"))
+	}
+	for i, s := range r.Services {
+		f := fmt.Sprintf("services[%d]", i)
+		var svc Service
+		a, err := netip.ParseAddr(s.VIP)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			errs = append(errs, ferr(f+".vip", s.VIP, "want a unicast IPv4 or IPv6 address"))
+		}
+		svc.VIP = a.Unmap()
+		switch s.Protocol {
+		case "tcp", "udp", "both":
+			svc.Protocol = s.Protocol
+		case "":
+			svc.Protocol = "tcp"
+		default:
+			errs = append(errs, ferr(f+".protocol", s.Protocol, "want tcp, udp or both"))
+		}
+		if s.Port < 0 || s.Port > 65535 {
+			errs = append(errs, ferr(f+".port", s.Port, "want 0 (every port) to 65535"))
+		}
+		svc.Port = uint16(s.Port)
+		sense, err := partition.ParseSense(s.Sense)
+		if err != nil {
+			errs = append(errs, ferr(f+".sense", s.Sense, "want src-port, dst-port, src-addr, dst-addr or src-addr+src-port"))
+		}
+		svc.Sense = sense
+		for j, o := range c.Services {
+			if o.VIP == svc.VIP && o.Port == svc.Port && (o.Protocol == svc.Protocol || o.Protocol == "both" || svc.Protocol == "both") {
+				errs = append(errs, ferr(f, s.VIP, "overlaps services[%d]", j))
+			}
+		}
+		c.Services = append(c.Services, svc)
+	}
+
+	c.GRPCListen = or(r.GRPC.Listen, DefaultGRPCListen)
+	if _, _, err := net.SplitHostPort(c.GRPCListen); err != nil {
+		errs = append(errs, ferr("grpc.listen", c.GRPCListen, "want host:port"))
+	}
+	if c.GRPCAdvertise != "" {
+		if _, err := netip.ParseAddrPort(c.GRPCAdvertise); err != nil {
+			errs = append(errs, ferr("grpc.advertise", c.GRPCAdvertise, "want ip:port"))
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, ferr("grpc.cert_file", c.CertFile, "cert_file and key_file go together"))
+	}
+	if c.ClientCAFile != "" && c.CertFile == "" {
+		errs = append(errs, ferr("grpc.client_ca_file", c.ClientCAFile, "needs cert_file and key_file"))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, ferr("metrics.listen", c.MetricsListen, "want host:port"))
+		}
+	}
+	bind := or(r.Gossip.Bind, DefaultGossipBind)
+	if ap, err := netip.ParseAddrPort(bind); err != nil {
+		errs = append(errs, ferr("gossip.bind", bind, "want ip:port"))
+	} else {
+		c.GossipBind = ap
+	}
+	if r.Gossip.Advertise != "" {
+		if ap, err := netip.ParseAddrPort(r.Gossip.Advertise); err != nil {
+			errs = append(errs, ferr("gossip.advertise", r.Gossip.Advertise, "want ip:port"))
+		} else {
+			c.GossipAdvertise = ap
+		}
+	}
+	for i, s := range c.Seeds {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			errs = append(errs, ferr(fmt.Sprintf("gossip.seeds[%d]", i), s, "want host:port"))
+		}
+	}
+	dur := func(field, v string, def, lo time.Duration) time.Duration {
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < lo {
+			errs = append(errs, ferr(field, v, "want a duration of at least %s, like \"%s\"", lo, def))
+		}
+		return d
+	}
+	c.ProbeInterval = dur("gossip.probe_interval", r.Gossip.ProbeInterval, DefaultProbeInterval, 10*time.Millisecond)
+	c.ProbeTimeout = dur("gossip.probe_timeout", r.Gossip.ProbeTimeout, DefaultProbeTimeout, 5*time.Millisecond)
+	c.GossipInterval = dur("gossip.gossip_interval", r.Gossip.GossipInterval, DefaultGossipInterval, 5*time.Millisecond)
+	if c.ProbeTimeout >= c.ProbeInterval && c.ProbeInterval > 0 {
+		errs = append(errs, ferr("gossip.probe_timeout", c.ProbeTimeout, "must be shorter than probe_interval (%s)", c.ProbeInterval))
+	}
+	c.SuspicionMult = r.Gossip.SuspicionMult
+	switch {
+	case c.SuspicionMult == 0:
+		c.SuspicionMult = DefaultSuspicionMult
+	case c.SuspicionMult < 1 || c.SuspicionMult > 10:
+		errs = append(errs, ferr("gossip.suspicion_mult", c.SuspicionMult, "want 1 to 10"))
+	}
+	c.Tick = dur("tick", r.Tick, DefaultTick, time.Millisecond)
+	c.JoinDelay = dur("join_delay", r.JoinDelay, DefaultJoinDelay, 0)
+	c.Settle = dur("settle", r.Settle, DefaultSettle, 0)
+	c.DrainConfirmTimeout = dur("drain.confirm_timeout", r.Drain.ConfirmTimeout, DefaultConfirmTimeout, 0)
+	c.MaxSyncLag = dur("drain.max_sync_lag", r.Drain.MaxSyncLag, DefaultMaxSyncLag, 0)
+	c.DrainTimeout = dur("drain.timeout", r.Drain.Timeout, DefaultDrainTimeout, time.Second)
+	c.FastFailover = r.FastFailover == nil || *r.FastFailover
+	if c.SyncdAddress != "" {
+		if _, _, err := net.SplitHostPort(c.SyncdAddress); err != nil {
+			errs = append(errs, ferr("syncd.address", c.SyncdAddress, "want host:port"))
+		}
+	}
+	c.LogLevel = or(r.LogLevel, "info")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, ferr("log_level", c.LogLevel, "want debug, info, warn or error"))
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// Ticks converts a duration to a tick count, rounding up.
+func (c Config) Ticks(d time.Duration) int {
+	return int((d + c.Tick - 1) / c.Tick)
+}
+
+func or(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
