@@ -32,12 +32,12 @@ type Raw struct {
 	Buckets  int    `yaml:"buckets"`
 	HashSeed string `yaml:"hash_seed"`
 	GRPC     struct {
-		Listen     string `yaml:"listen"`
-		Advertise  string `yaml:"advertise"`
-		TokenFile  string `yaml:"token_file"`
-		CertFile   string `yaml:"cert_file"`
-		KeyFile    string `yaml:"key_file"`
-		ClientCA   string `yaml:"client_ca_file"`
+		Listen    string `yaml:"listen"`
+		Advertise string `yaml:"advertise"`
+		TokenFile string `yaml:"token_file"`
+		CertFile  string `yaml:"cert_file"`
+		KeyFile   string `yaml:"key_file"`
+		ClientCA  string `yaml:"client_ca_file"`
 	} `yaml:"grpc"`
 	Metrics struct {
 		Listen string `yaml:"listen"`
