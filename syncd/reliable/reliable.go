@@ -1,0 +1,450 @@
+package reliable
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Config tunes the state machines. Zero fields take the defaults.
+type Config struct {
+	// Window is how many data sequences a receiver tracks past its
+	// contiguous point; a sender further ahead than that makes the
+	// receiver give the oldest up (and pull a snapshot). Default 8192.
+	Window uint64
+	// NackDelay is how long a gap may stay open before it is NACKed
+	// (tolerates reordering), in nanoseconds. Default 2ms.
+	NackDelay int64
+	// NackInterval is the minimum time between NACKs of one sequence, in
+	// nanoseconds. Default 30ms.
+	NackInterval int64
+	// MaxNacks is how many times one sequence is NACKed before it is
+	// given up as lost. Default 10.
+	MaxNacks int
+	// RingSize is how many data packets a sender keeps for
+	// retransmission. Default 8192.
+	RingSize int
+	// ResendHoldoff is the minimum time between two retransmissions of
+	// one sequence (several receivers NACK the same loss), in
+	// nanoseconds. Default 5ms.
+	ResendHoldoff int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.Window == 0 {
+		c.Window = 8192
+	}
+	if c.NackDelay == 0 {
+		c.NackDelay = 2e6
+	}
+	if c.NackInterval == 0 {
+		c.NackInterval = 30e6
+	}
+	if c.MaxNacks == 0 {
+		c.MaxNacks = 10
+	}
+	if c.RingSize == 0 {
+		c.RingSize = 8192
+	}
+	if c.ResendHoldoff == 0 {
+		c.ResendHoldoff = 5e6
+	}
+	return c
+}
+
+// Verdict is the decision on an incoming packet's sequence. Everything
+// but Accept means the packet must not be applied; metrics label by String.
+type Verdict uint8
+
+// Verdicts.
+const (
+	Accept           Verdict = iota
+	Duplicate                // seen before: a replay or a redundant retransmission
+	TooOld                   // below the window: a replay, or given up already
+	StaleIncarnation         // from an older run of the sender: a replay
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Duplicate:
+		return "duplicate"
+	case TooOld:
+		return "too_old"
+	case StaleIncarnation:
+		return "stale_incarnation"
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
+// Range is the sequences [First, First+Count).
+type Range struct {
+	First uint64
+	Count uint32
+}
+
+// Sender numbers data packets and keeps the recent ones for resending.
+type Sender struct {
+	cfg  Config
+	next uint64
+	ring []slot
+}
+
+type slot struct {
+	seq      uint64
+	body     []byte
+	lastSent int64
+}
+
+// NewSender returns a sender whose first sequence is 1.
+func NewSender(cfg Config) *Sender {
+	cfg = cfg.withDefaults()
+	return &Sender{cfg: cfg, next: 1, ring: make([]slot, cfg.RingSize)}
+}
+
+// Next assigns the next data sequence.
+func (s *Sender) Next() uint64 {
+	seq := s.next
+	s.next++
+	return seq
+}
+
+// Highest is the last sequence assigned (0 before any).
+func (s *Sender) Highest() uint64 { return s.next - 1 }
+
+// LowestRetained is the oldest sequence that can still be resent.
+func (s *Sender) LowestRetained() uint64 {
+	n := uint64(len(s.ring))
+	if s.next <= n {
+		return 1
+	}
+	return s.next - n
+}
+
+// Record keeps a copy of the packet body sent as seq at now.
+func (s *Sender) Record(seq uint64, body []byte, now int64) {
+	sl := &s.ring[seq%uint64(len(s.ring))]
+	sl.seq = seq
+	sl.body = append(sl.body[:0], body...)
+	sl.lastSent = now
+}
+
+// OnNack returns the bodies to resend for the NACKed ranges, skipping
+// sequences no longer held and ones resent within ResendHoldoff. The
+// returned slices alias the ring: send them before the next Record.
+// gone counts the NACKed sequences that could not be resent.
+func (s *Sender) OnNack(ranges []Range, now int64, resend [][]byte) (out [][]byte, gone int) {
+	low := s.LowestRetained()
+	const maxPerNack = 4096
+	n := 0
+	for _, r := range ranges {
+		for i := uint64(0); i < uint64(r.Count) && n < maxPerNack; i++ {
+			seq := r.First + i
+			n++
+			if seq == 0 || seq >= s.next {
+				continue
+			}
+			if seq < low {
+				gone++
+				continue
+			}
+			sl := &s.ring[seq%uint64(len(s.ring))]
+			if sl.seq != seq {
+				gone++
+				continue
+			}
+			if now-sl.lastSent < s.cfg.ResendHoldoff {
+				continue
+			}
+			sl.lastSent = now
+			resend = append(resend, sl.body)
+		}
+	}
+	return resend, gone
+}
+
+// Stats are a receiver's counters for one remote sender.
+type Stats struct {
+	Incarnation uint64
+	Accepted    uint64 // data packets accepted
+	Duplicates  uint64 // data packets seen before
+	TooOld      uint64 // data packets below the window
+	Stale       uint64 // packets from an older incarnation
+	CtrlReplays uint64 // control packets replayed
+	Lost        uint64 // sequences given up
+	Nacked      uint64 // sequences NACKed (each attempt)
+	Highest     uint64 // highest sequence received or announced
+	Contiguous  uint64 // every sequence up to it received or given up
+	Missing     uint64 // sequences still awaited
+}
+
+// CaughtUp reports whether nothing announced by the sender is missing.
+func (s Stats) CaughtUp() bool { return s.Missing == 0 && s.Contiguous >= s.Highest }
+
+type gap struct {
+	seen     int64
+	lastNack int64
+	nacks    int
+}
+
+// Receiver is the receive state for one remote sender.
+type Receiver struct {
+	cfg   Config
+	known bool
+	inc   uint64
+	base  uint64   // lowest sequence not yet done
+	high  uint64   // highest sequence received or announced
+	done  []uint64 // bitset over [base, base+Window), indexed seq % Window
+	gaps  map[uint64]*gap
+
+	ctrlHigh uint64
+	ctrlMask uint64 // bit i: ctrlHigh-i seen
+
+	snapshot bool
+	stats    Stats
+}
+
+// NewReceiver returns the state for a sender not heard from yet.
+func NewReceiver(cfg Config) *Receiver {
+	cfg = cfg.withDefaults()
+	words := (cfg.Window + 63) / 64
+	cfg.Window = words * 64
+	return &Receiver{cfg: cfg, done: make([]uint64, words), gaps: map[uint64]*gap{}}
+}
+
+func (r *Receiver) bit(seq uint64) (int, uint64) {
+	i := seq % r.cfg.Window
+	return int(i / 64), 1 << (i % 64)
+}
+
+func (r *Receiver) isDone(seq uint64) bool {
+	w, m := r.bit(seq)
+	return r.done[w]&m != 0
+}
+
+func (r *Receiver) setDone(seq uint64) {
+	w, m := r.bit(seq)
+	r.done[w] |= m
+}
+
+// advance moves base past done sequences, clearing their bits.
+func (r *Receiver) advance() {
+	for r.base <= r.high && r.isDone(r.base) {
+		w, m := r.bit(r.base)
+		r.done[w] &^= m
+		r.base++
+	}
+	if r.base > r.high {
+		r.high = r.base - 1
+	}
+}
+
+// giveUp marks seq lost.
+func (r *Receiver) giveUp(seq uint64) {
+	delete(r.gaps, seq)
+	r.setDone(seq)
+	r.stats.Lost++
+	r.snapshot = true
+}
+
+// reset starts a new incarnation; sequences from first on are awaited.
+func (r *Receiver) reset(inc, first uint64) {
+	clear(r.done)
+	clear(r.gaps)
+	r.known, r.inc = true, inc
+	r.base, r.high = first, first-1
+	r.ctrlHigh, r.ctrlMask = 0, 0
+	r.stats.Incarnation = inc
+}
+
+// incarnation handles a packet's incarnation; ok is false for a stale one.
+// A first contact starts at seq (history comes from the snapshot); a
+// restarted sender is followed from its sequence 1.
+func (r *Receiver) incarnation(inc, seq uint64, now int64) bool {
+	switch {
+	case !r.known:
+		r.reset(inc, max(seq, 1))
+	case inc < r.inc:
+		r.stats.Stale++
+		return false
+	case inc > r.inc:
+		r.reset(inc, 1)
+	}
+	return true
+}
+
+// extend records that sequences up to hi exist, opening gaps for the
+// ones not received, and slides the window if hi runs beyond it.
+func (r *Receiver) extend(hi uint64, now int64) {
+	if hi <= r.high {
+		return
+	}
+	if hi >= r.base+r.cfg.Window {
+		newBase := hi - r.cfg.Window + 1
+		end := min(newBase, r.high+1)
+		for s := r.base; s < end; s++ {
+			if r.isDone(s) {
+				w, m := r.bit(s)
+				r.done[w] &^= m
+				continue
+			}
+			delete(r.gaps, s)
+			r.stats.Lost++
+			r.snapshot = true
+		}
+		if newBase > end {
+			r.stats.Lost += newBase - end
+			r.snapshot = true
+		}
+		r.base = newBase
+		if r.high < newBase-1 {
+			r.high = newBase - 1
+		}
+	}
+	for s := max(r.high+1, r.base); s <= hi; s++ {
+		if !r.isDone(s) {
+			r.gaps[s] = &gap{seen: now}
+		}
+	}
+	r.high = hi
+}
+
+// OnData decides on a data packet (inc, seq) at now.
+func (r *Receiver) OnData(inc, seq uint64, now int64) Verdict {
+	if seq == 0 || !r.incarnation(inc, seq, now) {
+		if seq == 0 {
+			return TooOld
+		}
+		return StaleIncarnation
+	}
+	if seq < r.base {
+		r.stats.TooOld++
+		return TooOld
+	}
+	if seq <= r.high && r.isDone(seq) {
+		r.stats.Duplicates++
+		return Duplicate
+	}
+	r.extend(seq, now)
+	delete(r.gaps, seq)
+	r.setDone(seq)
+	r.advance()
+	r.stats.Accepted++
+	return Accept
+}
+
+// OnControl decides on a control packet (inc, cseq): each control
+// sequence is accepted once, within a 64-packet window.
+func (r *Receiver) OnControl(inc, cseq uint64, now int64) Verdict {
+	if cseq == 0 {
+		return TooOld
+	}
+	if !r.known {
+		// A heartbeat is the first we hear: nothing to backfill.
+		r.reset(inc, 1)
+		r.ctrlHigh, r.ctrlMask = cseq, 1
+		return Accept
+	}
+	if !r.incarnation(inc, 0, now) {
+		return StaleIncarnation
+	}
+	switch {
+	case cseq > r.ctrlHigh:
+		sh := cseq - r.ctrlHigh
+		if sh >= 64 {
+			r.ctrlMask = 0
+		} else {
+			r.ctrlMask <<= sh
+		}
+		r.ctrlMask |= 1
+		r.ctrlHigh = cseq
+		return Accept
+	case r.ctrlHigh-cseq >= 64:
+		r.stats.CtrlReplays++
+		return TooOld
+	}
+	m := uint64(1) << (r.ctrlHigh - cseq)
+	if r.ctrlMask&m != 0 {
+		r.stats.CtrlReplays++
+		return Duplicate
+	}
+	r.ctrlMask |= m
+	return Accept
+}
+
+// OnHeartbeat takes the sender's announced highest sequence and the
+// oldest it can still resend (after OnControl accepted the packet).
+// Sequences it can no longer resend are given up.
+func (r *Receiver) OnHeartbeat(highest, lowestRetained uint64, now int64) {
+	if !r.known {
+		return
+	}
+	if r.base == 1 && r.high == 0 && r.stats.Accepted == 0 && r.stats.Lost == 0 && highest > 0 && lowestRetained > 1 {
+		// First contact by heartbeat with a long-running sender: start
+		// after its history (the snapshot carries it).
+		r.base, r.high = highest+1, highest
+		return
+	}
+	r.extend(highest, now)
+	for s := r.base; s < lowestRetained && s <= r.high; s++ {
+		if !r.isDone(s) {
+			r.giveUp(s)
+		}
+	}
+	r.advance()
+}
+
+// Tick returns the ranges to NACK at now (appended to dst) and gives up
+// sequences NACKed MaxNacks times.
+func (r *Receiver) Tick(now int64, dst []Range) []Range {
+	if len(r.gaps) == 0 {
+		return dst
+	}
+	var due []uint64
+	for s, g := range r.gaps {
+		if now-g.seen < r.cfg.NackDelay || (g.nacks > 0 && now-g.lastNack < r.cfg.NackInterval) {
+			continue
+		}
+		if g.nacks >= r.cfg.MaxNacks {
+			r.giveUp(s)
+			continue
+		}
+		g.nacks++
+		g.lastNack = now
+		r.stats.Nacked++
+		due = append(due, s)
+	}
+	r.advance()
+	slices.Sort(due)
+	for _, s := range due {
+		if n := len(dst); n > 0 && dst[n-1].First+uint64(dst[n-1].Count) == s && dst[n-1].Count < 1<<16 {
+			dst[n-1].Count++
+			continue
+		}
+		dst = append(dst, Range{First: s, Count: 1})
+	}
+	return dst
+}
+
+// Incarnation is the sender incarnation the state follows.
+func (r *Receiver) Incarnation() uint64 { return r.inc }
+
+// TakeSnapshotRequest reports, once, that sequences were given up since
+// the last call, so the caller should pull a snapshot of the sender's
+// entries.
+func (r *Receiver) TakeSnapshotRequest() bool {
+	s := r.snapshot
+	r.snapshot = false
+	return s
+}
+
+// Stats returns the counters.
+func (r *Receiver) Stats() Stats {
+	s := r.stats
+	s.Highest = r.high
+	if r.base > 0 {
+		s.Contiguous = r.base - 1
+	}
+	s.Missing = uint64(len(r.gaps))
+	return s
+}

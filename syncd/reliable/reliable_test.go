@@ -1,0 +1,257 @@
+package reliable
+
+import (
+	"encoding/binary"
+	"go/build"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+const ms = int64(1e6)
+
+func TestReceiverInOrderAndReplay(t *testing.T) {
+	r := NewReceiver(Config{})
+	for seq := uint64(5); seq <= 10; seq++ {
+		if v := r.OnData(7, seq, 0); v != Accept {
+			t.Fatalf("seq %d: %v", seq, v)
+		}
+	}
+	if v := r.OnData(7, 8, 0); v != TooOld {
+		t.Fatalf("replayed seq 8 (below the contiguous point): %v", v)
+	}
+	r.OnData(7, 12, 0)
+	if v := r.OnData(7, 12, 0); v != Duplicate {
+		t.Fatalf("replayed seq 12 (inside the window): %v", v)
+	}
+	r.OnData(7, 11, 0)
+	if v := r.OnData(7, 4, 0); v != TooOld {
+		t.Fatalf("seq before first contact: %v", v)
+	}
+	if v := r.OnData(6, 13, 0); v != StaleIncarnation {
+		t.Fatalf("older incarnation: %v", v)
+	}
+	st := r.Stats()
+	if st.Contiguous != 12 || st.Highest != 12 || !st.CaughtUp() {
+		t.Fatalf("stats %+v", st)
+	}
+	// A restart (higher incarnation) is followed from sequence 1.
+	if v := r.OnData(8, 2, 0); v != Accept {
+		t.Fatalf("restart: %v", v)
+	}
+	if got := r.Tick(10*ms, nil); !slices.Equal(got, []Range{{1, 1}}) {
+		t.Fatalf("nack after restart %v", got)
+	}
+}
+
+func TestReceiverGapNackAndGiveUp(t *testing.T) {
+	r := NewReceiver(Config{MaxNacks: 2})
+	r.OnData(1, 1, 0)
+	r.OnData(1, 4, 0) // 2, 3 missing
+	if got := r.Tick(0, nil); len(got) != 0 {
+		t.Fatalf("nacked before NackDelay: %v", got)
+	}
+	if got := r.Tick(3*ms, nil); !slices.Equal(got, []Range{{2, 2}}) {
+		t.Fatalf("nack %v", got)
+	}
+	if got := r.Tick(4*ms, nil); len(got) != 0 {
+		t.Fatalf("nacked again within NackInterval: %v", got)
+	}
+	r.OnData(1, 3, 5*ms) // retransmission of 3
+	if got := r.Tick(40*ms, nil); !slices.Equal(got, []Range{{2, 1}}) {
+		t.Fatalf("second nack %v", got)
+	}
+	if r.TakeSnapshotRequest() {
+		t.Fatal("snapshot requested before giving up")
+	}
+	r.Tick(80*ms, nil) // third attempt exceeds MaxNacks: give up
+	st := r.Stats()
+	if st.Lost != 1 || st.Contiguous != 4 || st.Missing != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if !r.TakeSnapshotRequest() || r.TakeSnapshotRequest() {
+		t.Fatal("snapshot request must be reported once")
+	}
+}
+
+func TestHeartbeatFindsTailLossAndGoneSequences(t *testing.T) {
+	r := NewReceiver(Config{})
+	r.OnData(1, 1, 0)
+	r.OnControl(1, 1, 0)
+	r.OnHeartbeat(3, 1, 0)
+	if st := r.Stats(); st.Missing != 2 || st.CaughtUp() {
+		t.Fatalf("tail loss not seen: %+v", st)
+	}
+	r.OnControl(1, 2, 0)
+	r.OnHeartbeat(5, 4, 0) // 2 and 3 can no longer be resent
+	st := r.Stats()
+	if st.Lost != 2 || st.Contiguous != 3 || st.Missing != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	if !r.TakeSnapshotRequest() {
+		t.Fatal("no snapshot request")
+	}
+}
+
+func TestFirstContactByHeartbeatSkipsHistory(t *testing.T) {
+	r := NewReceiver(Config{})
+	r.OnControl(3, 100, 0)
+	r.OnHeartbeat(50000, 40000, 0)
+	if st := r.Stats(); st.Missing != 0 || st.Contiguous != 50000 || !st.CaughtUp() {
+		t.Fatalf("stats %+v", st)
+	}
+	if v := r.OnData(3, 50001, 0); v != Accept {
+		t.Fatalf("next data %v", v)
+	}
+}
+
+func TestControlReplayWindow(t *testing.T) {
+	r := NewReceiver(Config{})
+	for _, c := range []struct {
+		seq  uint64
+		want Verdict
+	}{{10, Accept}, {10, Duplicate}, {8, Accept}, {8, Duplicate}, {100, Accept}, {37, Accept}, {36, TooOld}, {0, TooOld}} {
+		if v := r.OnControl(1, c.seq, 0); v != c.want {
+			t.Fatalf("control %d: %v, want %v", c.seq, v, c.want)
+		}
+	}
+}
+
+func TestWindowSlideGivesUp(t *testing.T) {
+	r := NewReceiver(Config{Window: 64})
+	r.OnData(1, 1, 0)
+	if v := r.OnData(1, 200, 0); v != Accept {
+		t.Fatalf("far ahead: %v", v)
+	}
+	st := r.Stats()
+	if st.Contiguous != 136 || st.Lost != 135 || st.Missing != 63 {
+		t.Fatalf("stats %+v", st)
+	}
+	if !r.TakeSnapshotRequest() {
+		t.Fatal("no snapshot request after sliding")
+	}
+}
+
+func TestSenderRing(t *testing.T) {
+	s := NewSender(Config{RingSize: 4, ResendHoldoff: ms})
+	for i := 0; i < 6; i++ {
+		seq := s.Next()
+		s.Record(seq, []byte{byte(seq)}, 0)
+	}
+	if s.Highest() != 6 || s.LowestRetained() != 3 {
+		t.Fatalf("highest %d lowest %d", s.Highest(), s.LowestRetained())
+	}
+	out, gone := s.OnNack([]Range{{1, 7}}, 2*ms, nil)
+	var got []byte
+	for _, b := range out {
+		got = append(got, b[0])
+	}
+	if string(got) != "\x03\x04\x05\x06" || gone != 2 {
+		t.Fatalf("resent %v gone %d", got, gone)
+	}
+	if out, _ := s.OnNack([]Range{{3, 1}}, 2*ms+1, nil); len(out) != 0 {
+		t.Fatal("resent within holdoff")
+	}
+}
+
+// TestLossyChannelDeliversEverything simulates one sender and several
+// receivers over a channel that drops data, heartbeats and NACKs at
+// random: every packet is eventually accepted exactly once by every
+// receiver, none is lost for good while the ring holds it.
+func TestLossyChannelDeliversEverything(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		loss := rapid.Float64Range(0, 0.5).Draw(rt, "loss")
+		n := rapid.IntRange(1, 500).Draw(rt, "packets")
+		peers := rapid.IntRange(1, 4).Draw(rt, "receivers")
+		rng := rand.New(rand.NewPCG(rapid.Uint64().Draw(rt, "seed"), 1))
+		cfg := Config{MaxNacks: 50}
+		s := NewSender(cfg)
+		rs := make([]*Receiver, peers)
+		acc := make([]map[uint64]int, peers)
+		for i := range rs {
+			rs[i] = NewReceiver(cfg)
+			acc[i] = map[uint64]int{}
+			rs[i].OnControl(1, 1, 0) // a first heartbeat: start from 1
+			rs[i].OnHeartbeat(0, 1, 0)
+		}
+		drop := func() bool { return rng.Float64() < loss }
+		deliver := func(i int, body []byte, now int64) {
+			seq := binary.BigEndian.Uint64(body)
+			if rs[i].OnData(1, seq, now) == Accept {
+				acc[i][seq]++
+			}
+		}
+		now := int64(0)
+		cseq := uint64(1)
+		for k := 0; k < n; k++ {
+			seq := s.Next()
+			body := binary.BigEndian.AppendUint64(nil, seq)
+			s.Record(seq, body, now)
+			for i := range rs {
+				if !drop() {
+					deliver(i, body, now)
+				}
+			}
+			now += ms / 10
+		}
+		for round := 0; round < 2000; round++ {
+			now += 10 * ms
+			cseq++
+			for i := range rs {
+				if !drop() && rs[i].OnControl(1, cseq, now) == Accept {
+					rs[i].OnHeartbeat(s.Highest(), s.LowestRetained(), now)
+				}
+				nacks := rs[i].Tick(now, nil)
+				if len(nacks) == 0 || drop() {
+					continue
+				}
+				resend, _ := s.OnNack(nacks, now, nil)
+				for _, b := range resend {
+					for j := range rs { // resends are multicast too
+						if !drop() {
+							deliver(j, b, now)
+						}
+					}
+				}
+			}
+			all := true
+			for i := range rs {
+				if !rs[i].Stats().CaughtUp() || rs[i].Stats().Contiguous != uint64(n) {
+					all = false
+				}
+			}
+			if all {
+				break
+			}
+		}
+		for i := range rs {
+			st := rs[i].Stats()
+			if st.Lost != 0 || len(acc[i]) != n {
+				rt.Fatalf("receiver %d: accepted %d of %d, stats %+v", i, len(acc[i]), n, st)
+			}
+			for seq, c := range acc[i] {
+				if c != 1 {
+					rt.Fatalf("receiver %d accepted %d %d times", i, seq, c)
+				}
+			}
+		}
+	})
+}
+
+// TestPure: the state machine imports nothing that does I/O or reads a clock.
+func TestPure(t *testing.T) {
+	p, err := build.ImportDir(".", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range p.Imports {
+		for _, bad := range []string{"net", "os", "time", "sync", "syscall", "google.golang.org/grpc"} {
+			if imp == bad || strings.HasPrefix(imp, bad+"/") {
+				t.Errorf("reliable imports %s", imp)
+			}
+		}
+	}
+}
