@@ -149,7 +149,10 @@ type Heartbeat struct {
 	// api_address is the sender's syncd.v1.Sync gRPC address.
 	ApiAddress string `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
 	// entries is how many entries the sender itself originates.
-	Entries       uint64 `protobuf:"varint,4,opt,name=entries,proto3" json:"entries,omitempty"`
+	Entries uint64 `protobuf:"varint,4,opt,name=entries,proto3" json:"entries,omitempty"`
+	// ready is true once the sender holds a complete snapshot, so joining
+	// peers may pull theirs from it.
+	Ready         bool `protobuf:"varint,5,opt,name=ready,proto3" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +213,13 @@ func (x *Heartbeat) GetEntries() uint64 {
 		return x.Entries
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
 }
 
 // Nack asks one sender to resend data packets.
@@ -733,13 +743,14 @@ const file_syncd_v1_wire_proto_rawDesc = "" +
 	"retransmit\x12)\n" +
 	"\abatches\x18\x06 \x03(\v2\x0f.syncd.v1.BatchR\abatches\x121\n" +
 	"\theartbeat\x18\a \x01(\v2\x13.syncd.v1.HeartbeatR\theartbeat\x12$\n" +
-	"\x05nacks\x18\b \x03(\v2\x0e.syncd.v1.NackR\x05nacks\"\x9a\x01\n" +
+	"\x05nacks\x18\b \x03(\v2\x0e.syncd.v1.NackR\x05nacks\"\xb0\x01\n" +
 	"\tHeartbeat\x12)\n" +
 	"\x10highest_sequence\x18\x01 \x01(\x04R\x0fhighestSequence\x12'\n" +
 	"\x0flowest_retained\x18\x02 \x01(\x04R\x0elowestRetained\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
 	"apiAddress\x12\x18\n" +
-	"\aentries\x18\x04 \x01(\x04R\aentries\"q\n" +
+	"\aentries\x18\x04 \x01(\x04R\aentries\x12\x14\n" +
+	"\x05ready\x18\x05 \x01(\bR\x05ready\"q\n" +
 	"\x04Nack\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12/\n" +
