@@ -20,10 +20,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/node"
 	"github.com/saru-lb/saru/saru/partition"
-	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 )
 
 const (
@@ -63,7 +63,7 @@ func (f *fakeFilter) get() ([]uint32, time.Time) {
 // fakeSync is a syncd that holds every peer's connections once ready.
 type fakeSync struct{ ready atomic.Bool }
 
-func (s *fakeSync) Ready(context.Context) (bool, error)        { return s.ready.Load(), nil }
+func (s *fakeSync) Ready(context.Context) (bool, error)         { return s.ready.Load(), nil }
 func (s *fakeSync) Holds(context.Context, string) (bool, error) { return true, nil }
 
 type director struct {

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/saru-lb/saru/saru/partition"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+	"github.com/saru-lb/saru/saru/partition"
 )
 
 func stateToProto(s partition.State) sarupb.MemberState {

@@ -17,10 +17,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/coord"
 	"github.com/saru-lb/saru/saru/partition"
-	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 )
 
 // Filter installs the owned bucket set (package filter's *Filter, adapted

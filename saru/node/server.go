@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/coord"
 	"github.com/saru-lb/saru/saru/partition"
-	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 )
 
 func (n *Node) newServer() *grpc.Server {
