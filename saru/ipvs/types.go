@@ -387,9 +387,6 @@ func (d Destination) Validate(svc ServiceID) error {
 	return nil
 }
 
-// String names the destination as ipvsadm shows it.
-func (d Destination) String() string { return d.Address.String() }
-
 // DaemonState is the role of a kernel sync daemon.
 type DaemonState uint32
 

@@ -1,0 +1,402 @@
+package services
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/saru-lb/saru/saru/ipvs"
+)
+
+// Config is one virtual service as an operator writes it.
+//
+//	- name: web
+//	  address: 192.0.2.10:80
+//	  protocol: tcp
+//	  scheduler: wrr
+//	  persistence_timeout: 300
+//	  persistence_netmask: 255.255.255.0
+//	  forwarding: masq
+//	  real_servers:
+//	    - address: 10.0.1.1:8080
+//	      weight: 3
+//	    - address: 10.0.1.2:8080
+//	      weight: 0       # quiescent
+type Config struct {
+	// Name labels the service in errors and listings; optional.
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Address is the VIP and port, "192.0.2.10:80" or "[2001:db8::10]:443";
+	// port 0 balances every port (persistence required). Empty with FWMark.
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Protocol is tcp (default), udp or sctp; not used with FWMark.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// FWMark selects packets by firewall mark instead of address.
+	FWMark uint32 `yaml:"fwmark,omitempty" json:"fwmark,omitempty"`
+	// Family is inet or inet6: required with FWMark, and must match the
+	// address otherwise.
+	Family string `yaml:"family,omitempty" json:"family,omitempty"`
+	// Scheduler is rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh, sed, nq,
+	// mh, fo or ovf.
+	Scheduler string `yaml:"scheduler,omitempty" json:"scheduler,omitempty"`
+	// SchedulerFlags: sh-fallback, sh-port (with sh), mh-fallback, mh-port
+	// (with mh).
+	SchedulerFlags []string `yaml:"scheduler_flags,omitempty" json:"scheduler_flags,omitempty"`
+	// OnePacket schedules every UDP datagram on its own (ipvsadm -o).
+	OnePacket bool `yaml:"one_packet,omitempty" json:"one_packet,omitempty"`
+	// PersistenceTimeout in seconds makes the service persistent
+	// (1..2678400); 0 is not persistent.
+	PersistenceTimeout int64 `yaml:"persistence_timeout,omitempty" json:"persistence_timeout,omitempty"`
+	// PersistenceNetmask groups clients: an IPv4 mask ("255.255.255.0") or a
+	// prefix length ("/24", "24"; for IPv6 1..128).
+	PersistenceNetmask string `yaml:"persistence_netmask,omitempty" json:"persistence_netmask,omitempty"`
+	// Forwarding is the default for the real servers: route (default; also
+	// dr, gate), masq (nat) or tunnel (tun, ipip).
+	Forwarding string `yaml:"forwarding,omitempty" json:"forwarding,omitempty"`
+	// RealServers behind the service.
+	RealServers []RealServerConfig `yaml:"real_servers,omitempty" json:"real_servers,omitempty"`
+}
+
+// RealServerConfig is one real server of a virtual service.
+type RealServerConfig struct {
+	// Address is "10.0.1.1:8080", or "10.0.1.1" for the service's port.
+	Address string `yaml:"address" json:"address"`
+	// Weight is 0..2147483647, default 1; 0 is quiescent.
+	Weight *int64 `yaml:"weight,omitempty" json:"weight,omitempty"`
+	// Forwarding overrides the service's.
+	Forwarding string `yaml:"forwarding,omitempty" json:"forwarding,omitempty"`
+	// UpperThreshold caps active connections (0 = none); LowerThreshold
+	// re-enables a capped server (0 = none).
+	UpperThreshold int64 `yaml:"upper_threshold,omitempty" json:"upper_threshold,omitempty"`
+	LowerThreshold int64 `yaml:"lower_threshold,omitempty" json:"lower_threshold,omitempty"`
+}
+
+// FieldError is a configuration error at a field.
+type FieldError struct {
+	Field string // e.g. "services[1].real_servers[0].weight"
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// DecodeYAML decodes a YAML list of services, refusing unknown fields.
+func DecodeYAML(data []byte) ([]Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfgs []Config
+	if err := dec.Decode(&cfgs); err != nil {
+		return nil, fmt.Errorf("decode services: %w", err)
+	}
+	return cfgs, nil
+}
+
+// Desired validates the configured services and returns the IPVS table they
+// describe, sorted by service and destination address. prefix names the
+// list in errors (e.g. "services"). Every error is collected; nothing is
+// half-valid.
+func Desired(prefix string, cfgs []Config) ([]ipvs.Entry, error) {
+	var errs []error
+	out := make([]ipvs.Entry, 0, len(cfgs))
+	seen := map[ipvs.ServiceID]string{}
+	for i, c := range cfgs {
+		field := fmt.Sprintf("%s[%d]", prefix, i)
+		e, err := c.entry(field)
+		if err != nil {
+			errs = append(errs, err...)
+			continue
+		}
+		key := e.Service.Key()
+		if prev, dup := seen[key]; dup {
+			errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf("service %s is already defined by %s", key, prev)})
+			continue
+		}
+		seen[key] = field
+		out = append(out, e)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sortEntries(out)
+	return out, nil
+}
+
+func sortEntries(es []ipvs.Entry) {
+	slices.SortFunc(es, func(a, b ipvs.Entry) int { return a.Service.Compare(b.Service.ServiceID) })
+	for _, e := range es {
+		slices.SortFunc(e.Destinations, func(a, b ipvs.Destination) int { return a.Address.Compare(b.Address) })
+	}
+}
+
+func parseFamily(s string) (ipvs.Family, error) {
+	switch strings.ToLower(s) {
+	case "inet", "ipv4", "ip4", "4":
+		return ipvs.FamilyIPv4, nil
+	case "inet6", "ipv6", "ip6", "6":
+		return ipvs.FamilyIPv6, nil
+	}
+	return 0, fmt.Errorf("unknown address family %q (want inet or inet6)", s)
+}
+
+// entry validates one service; it returns every error found.
+func (c Config) entry(field string) (ipvs.Entry, []error) {
+	var errs []error
+	fail := func(f string, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field + "." + f, Err: fmt.Errorf(format, args...)})
+	}
+	var svc ipvs.Service
+	var family ipvs.Family
+	if c.Family != "" {
+		f, err := parseFamily(c.Family)
+		if err != nil {
+			fail("family", "%v", err)
+		}
+		family = f
+	}
+	switch {
+	case c.FWMark != 0 && c.Address != "":
+		fail("fwmark", "%d given together with address %q; a service is one or the other", c.FWMark, c.Address)
+	case c.FWMark != 0:
+		if c.Protocol != "" {
+			fail("protocol", "%q given for a fwmark service", c.Protocol)
+		}
+		if c.Family == "" {
+			fail("family", "required for a fwmark service (inet or inet6)")
+		}
+		svc.FWMark, svc.Family = c.FWMark, family
+	case c.Address == "":
+		fail("address", "required (or fwmark)")
+	default:
+		ap, err := netip.ParseAddrPort(c.Address)
+		if err != nil {
+			fail("address", "%q is not address:port (e.g. 192.0.2.10:80 or [2001:db8::10]:443)", c.Address)
+			break
+		}
+		if ap.Addr().Is4In6() || ap.Addr().Zone() != "" {
+			fail("address", "%q: use a plain IPv4 or IPv6 address", c.Address)
+			break
+		}
+		if family != ipvs.FamilyUnspec && ipvs.FamilyOf(ap.Addr()) != family {
+			fail("family", "%s, but address %s is %s", c.Family, ap.Addr(), ipvs.FamilyOf(ap.Addr()))
+		}
+		proto := ipvs.ProtocolTCP
+		if c.Protocol != "" {
+			p, err := ipvs.ParseProtocol(c.Protocol)
+			if err != nil {
+				fail("protocol", "%v", err)
+			}
+			proto = p
+		}
+		svc.Protocol, svc.Address = proto, ap
+		if ap.Port() == 0 && c.PersistenceTimeout == 0 {
+			fail("address", "port 0 (all ports) needs persistence_timeout, as in ipvsadm")
+		}
+	}
+	if len(errs) > 0 {
+		return ipvs.Entry{}, errs
+	}
+	name := svc.ServiceID.String()
+	if c.Name != "" {
+		name = c.Name + " (" + name + ")"
+	}
+	// From here on, errors say which service they are about.
+	failS := func(f string, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field + "." + f, Err: fmt.Errorf("service %s: %s", name, fmt.Sprintf(format, args...))})
+	}
+
+	svc.Scheduler = ipvs.DefaultScheduler
+	if c.Scheduler != "" {
+		if !ipvs.KnownScheduler(c.Scheduler) {
+			failS("scheduler", "unknown scheduler %q (want one of %s)", c.Scheduler, strings.Join(ipvs.Schedulers(), ", "))
+		}
+		svc.Scheduler = c.Scheduler
+	}
+	for _, f := range c.SchedulerFlags {
+		sched, which, ok := strings.Cut(f, "-")
+		if !ok || (sched != "sh" && sched != "mh") || (which != "fallback" && which != "port") {
+			failS("scheduler_flags", "unknown scheduler flag %q (want sh-fallback, sh-port, mh-fallback or mh-port)", f)
+			continue
+		}
+		if sched != svc.Scheduler {
+			failS("scheduler_flags", "flag %q needs scheduler %s, not %s", f, sched, svc.Scheduler)
+			continue
+		}
+		if which == "fallback" {
+			svc.Flags |= ipvs.FlagSched1
+		} else {
+			svc.Flags |= ipvs.FlagSched2
+		}
+	}
+	if c.OnePacket {
+		if svc.Protocol != ipvs.ProtocolUDP && !svc.IsFWMark() {
+			failS("one_packet", "one-packet scheduling applies to udp services only")
+		}
+		svc.Flags |= ipvs.FlagOnePacket
+	}
+	if c.PersistenceTimeout < 0 || c.PersistenceTimeout > ipvs.MaxPersistence {
+		failS("persistence_timeout", "%d out of range (0..%d seconds)", c.PersistenceTimeout, ipvs.MaxPersistence)
+	} else {
+		svc.Timeout = uint32(c.PersistenceTimeout)
+	}
+	fam := svc.Key().Family
+	switch {
+	case c.PersistenceNetmask != "" && c.PersistenceTimeout == 0:
+		failS("persistence_netmask", "%q set without persistence_timeout", c.PersistenceNetmask)
+	case c.PersistenceNetmask != "":
+		bits, err := parseNetmask(c.PersistenceNetmask, fam)
+		if err != nil {
+			failS("persistence_netmask", "%v", err)
+		}
+		svc.NetmaskBits = bits
+	}
+	if svc.NetmaskBits == 0 {
+		svc.NetmaskBits = 32
+		if fam == ipvs.FamilyIPv6 {
+			svc.NetmaskBits = 128
+		}
+	}
+	if svc.Timeout != 0 {
+		svc.Flags |= ipvs.FlagPersistent
+	}
+	defFwd := ipvs.ForwardRoute
+	if c.Forwarding != "" {
+		f, err := ipvs.ParseForwardMethod(c.Forwarding)
+		if err != nil {
+			failS("forwarding", "%v", err)
+		}
+		defFwd = f
+	}
+
+	dests := make([]ipvs.Destination, 0, len(c.RealServers))
+	seen := map[netip.AddrPort]int{}
+	for j, rs := range c.RealServers {
+		rf := fmt.Sprintf("real_servers[%d]", j)
+		d, derrs := rs.destination(svc.ServiceID, defFwd)
+		for _, e := range derrs {
+			failS(rf+"."+e.Field, "%v", e.Err)
+		}
+		if len(derrs) > 0 {
+			continue
+		}
+		if prev, dup := seen[d.Address]; dup {
+			failS(rf+".address", "real server %s is already listed as real_servers[%d]", d.Address, prev)
+			continue
+		}
+		seen[d.Address] = j
+		dests = append(dests, d)
+	}
+	if len(errs) > 0 {
+		return ipvs.Entry{}, errs
+	}
+	// The kernel-facing checks, as a last guard.
+	if err := svc.Validate(); err != nil {
+		return ipvs.Entry{}, []error{&FieldError{Field: field, Err: err}}
+	}
+	for j, d := range dests {
+		if err := d.Validate(svc.ServiceID); err != nil {
+			return ipvs.Entry{}, []error{&FieldError{Field: fmt.Sprintf("%s.real_servers[%d]", field, j), Err: err}}
+		}
+	}
+	return ipvs.Entry{Service: svc, Destinations: dests}, nil
+}
+
+// parseNetmask accepts an IPv4 mask or a prefix length.
+func parseNetmask(s string, fam ipvs.Family) (int, error) {
+	max := 32
+	if fam == ipvs.FamilyIPv6 {
+		max = 128
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(s, "/")); err == nil {
+		if n < 1 || n > max {
+			return 0, fmt.Errorf("prefix length %q out of range (1..%d for %s)", s, max, fam)
+		}
+		return n, nil
+	}
+	if fam == ipvs.FamilyIPv6 {
+		return 0, fmt.Errorf("%q: an IPv6 service takes a prefix length (1..128)", s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("%q is neither an IPv4 netmask nor a prefix length", s)
+	}
+	b := a.As4()
+	m := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	ones := 0
+	for ones < 32 && m&(1<<(31-ones)) != 0 {
+		ones++
+	}
+	if ones == 0 || (ones < 32 && m<<ones != 0) {
+		return 0, fmt.Errorf("netmask %s is not a contiguous mask of at least one bit", s)
+	}
+	return ones, nil
+}
+
+// destination validates one real server. Errors carry the field below the
+// real server ("weight", "address", ...).
+func (rs RealServerConfig) destination(svc ipvs.ServiceID, defFwd ipvs.ForwardMethod) (ipvs.Destination, []*FieldError) {
+	var errs []*FieldError
+	fail := func(f, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: f, Err: fmt.Errorf(format, args...)})
+	}
+	var d ipvs.Destination
+	switch {
+	case rs.Address == "":
+		fail("address", "required")
+	default:
+		if ap, err := netip.ParseAddrPort(rs.Address); err == nil {
+			d.Address = ap
+		} else if a, err := netip.ParseAddr(rs.Address); err == nil {
+			d.Address = netip.AddrPortFrom(a, svc.Address.Port())
+		} else {
+			fail("address", "%q is neither address:port nor an address", rs.Address)
+		}
+	}
+	d.Forward = defFwd
+	if rs.Forwarding != "" {
+		f, err := ipvs.ParseForwardMethod(rs.Forwarding)
+		if err != nil {
+			fail("forwarding", "%v", err)
+		}
+		d.Forward = f
+	}
+	d.Weight = 1
+	if rs.Weight != nil {
+		if *rs.Weight < 0 || *rs.Weight > ipvs.MaxWeight {
+			fail("weight", "%d out of range (0..%d)", *rs.Weight, ipvs.MaxWeight)
+		} else {
+			d.Weight = int32(*rs.Weight)
+		}
+	}
+	if rs.UpperThreshold < 0 || rs.UpperThreshold > 1<<32-1 {
+		fail("upper_threshold", "%d out of range (0..%d)", rs.UpperThreshold, uint32(1<<32-1))
+	} else {
+		d.UpperThreshold = uint32(rs.UpperThreshold)
+	}
+	if rs.LowerThreshold < 0 || rs.LowerThreshold > 1<<32-1 {
+		fail("lower_threshold", "%d out of range (0..%d)", rs.LowerThreshold, uint32(1<<32-1))
+	} else {
+		d.LowerThreshold = uint32(rs.LowerThreshold)
+	}
+	if len(errs) > 0 {
+		return d, errs
+	}
+	a := d.Address.Addr()
+	if a.Is4In6() || a.Zone() != "" {
+		fail("address", "%s: use a plain IPv4 or IPv6 address", rs.Address)
+	}
+	if f := ipvs.FamilyOf(a); f != svc.Key().Family && d.Forward != ipvs.ForwardTunnel {
+		fail("address", "%s is %s but the service is %s (only tunnel forwarding may mix families)", a, f, svc.Key().Family)
+	}
+	if d.LowerThreshold > d.UpperThreshold && d.UpperThreshold != 0 {
+		fail("lower_threshold", "%d above upper_threshold %d", d.LowerThreshold, d.UpperThreshold)
+	}
+	if d.Forward == ipvs.ForwardMasq && d.Address.Port() == 0 && !svc.IsFWMark() && svc.Address.Port() != 0 {
+		fail("address", "%s: masq forwarding needs a real server port", rs.Address)
+	}
+	return d, errs
+}

@@ -1,0 +1,237 @@
+package services
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/saru-lb/saru/saru/ipvs"
+
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+)
+
+// ToProto converts a kernel listing to the messages ListServices returns,
+// in the listing's order.
+func ToProto(entries []ipvs.Entry) []*sarupb.VirtualService {
+	out := make([]*sarupb.VirtualService, 0, len(entries))
+	for _, e := range entries {
+		s := e.Service
+		fam := s.Key().Family
+		vs := &sarupb.VirtualService{
+			Fwmark:                    s.FWMark,
+			Scheduler:                 s.Scheduler,
+			PersistenceTimeoutSeconds: s.Timeout,
+			PersistenceNetmask:        netmaskString(fam, netmaskBits(s)),
+			Flags:                     s.Flags.Names(s.Scheduler),
+			Stats:                     statsProto(s.Stats),
+			AddressFamily:             fam.String(),
+		}
+		if !s.IsFWMark() {
+			vs.Protocol = s.Protocol.String()
+			vs.Address = s.Address.Addr().String()
+			vs.Port = uint32(s.Address.Port())
+		}
+		for _, d := range e.Destinations {
+			vs.RealServers = append(vs.RealServers, &sarupb.RealServer{
+				Address:             d.Address.Addr().String(),
+				Port:                uint32(d.Address.Port()),
+				Forwarding:          d.Forward.String(),
+				Weight:              d.Weight,
+				UpperThreshold:      d.UpperThreshold,
+				LowerThreshold:      d.LowerThreshold,
+				ActiveConnections:   d.ActiveConns,
+				InactiveConnections: d.InactiveConns,
+				Stats:               statsProto(d.Stats),
+			})
+		}
+		out = append(out, vs)
+	}
+	return out
+}
+
+// netmaskString renders a persistence netmask as the proto carries it: a
+// dotted mask for IPv4, a prefix length for IPv6.
+func netmaskString(fam ipvs.Family, bits int) string {
+	if fam == ipvs.FamilyIPv6 {
+		return strconv.Itoa(bits)
+	}
+	m := ^uint32(0) << (32 - bits)
+	if bits == 0 {
+		m = 0
+	}
+	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
+}
+
+func statsProto(s ipvs.Stats) *sarupb.TrafficStats {
+	return &sarupb.TrafficStats{
+		Connections: s.Connections, PacketsIn: s.PacketsIn, PacketsOut: s.PacketsOut,
+		BytesIn: s.BytesIn, BytesOut: s.BytesOut,
+		ConnectionsPerSecond: s.CPS, PacketsInPerSecond: s.PPSIn, PacketsOutPerSecond: s.PPSOut,
+		BytesInPerSecond: s.BPSIn, BytesOutPerSecond: s.BPSOut,
+	}
+}
+
+// Format chooses the columns of [Render].
+type Format int
+
+// Formats, as ipvsadm -L -n, ipvsadm -L -n --stats and ipvsadm -L -n --rate.
+const (
+	FormatPlain Format = iota
+	FormatStats
+	FormatRate
+)
+
+// RenderOptions adjust [Render].
+type RenderOptions struct {
+	Format Format
+	// Exact prints counters in full instead of with K/M/G/T (--exact).
+	Exact bool
+	// Version and ConnTabSize, when Version is set, print ipvsadm's first
+	// line, "IP Virtual Server version 1.2.1 (size=4096)".
+	Version     string
+	ConnTabSize uint32
+}
+
+// Render prints services in the layout of ipvsadm -L -n.
+func Render(services []*sarupb.VirtualService, opt RenderOptions) string {
+	var b strings.Builder
+	if opt.Version != "" {
+		fmt.Fprintf(&b, "IP Virtual Server version %s (size=%d)\n", opt.Version, opt.ConnTabSize)
+	}
+	switch opt.Format {
+	case FormatStats:
+		b.WriteString("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\n")
+	case FormatRate:
+		b.WriteString("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\n")
+	default:
+		b.WriteString("Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+	}
+	for _, s := range services {
+		name := serviceName(s)
+		switch opt.Format {
+		case FormatStats, FormatRate:
+			fmt.Fprintf(&b, "%-33s", name)
+			writeCounters(&b, s.GetStats(), opt)
+			for _, d := range s.GetRealServers() {
+				fmt.Fprintf(&b, "  -> %-28s", hostPort(d.GetAddress(), d.GetPort()))
+				writeCounters(&b, d.GetStats(), opt)
+			}
+		default:
+			b.WriteString(name + " " + s.GetScheduler())
+			b.WriteString(serviceFlags(s))
+			b.WriteString("\n")
+			for _, d := range s.GetRealServers() {
+				fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %-10d\n", hostPort(d.GetAddress(), d.GetPort()),
+					forwardName(d.GetForwarding()), d.GetWeight(), d.GetActiveConnections(), d.GetInactiveConnections())
+			}
+		}
+	}
+	return b.String()
+}
+
+// serviceName is "TCP  10.0.0.1:80", "FWM  7" or "FWM  8 IPv6".
+func serviceName(s *sarupb.VirtualService) string {
+	if s.GetFwmark() != 0 {
+		n := fmt.Sprintf("FWM  %d", s.GetFwmark())
+		if s.GetAddressFamily() == "inet6" {
+			n += " IPv6"
+		}
+		return n
+	}
+	return strings.ToUpper(s.GetProtocol()) + "  " + hostPort(s.GetAddress(), s.GetPort())
+}
+
+func hostPort(addr string, port uint32) string {
+	if strings.Contains(addr, ":") {
+		return fmt.Sprintf("[%s]:%d", addr, port)
+	}
+	return fmt.Sprintf("%s:%d", addr, port)
+}
+
+// serviceFlags renders the flags after the scheduler as ipvsadm does:
+// " (sh-fallback,sh-port)", " persistent 300 mask 255.255.255.0", " ops".
+func serviceFlags(s *sarupb.VirtualService) string {
+	var b strings.Builder
+	var sched []string
+	for _, f := range s.GetFlags() {
+		switch {
+		case strings.HasSuffix(f, "-fallback") || strings.HasSuffix(f, "-port"):
+			sched = append(sched, f)
+		case strings.HasPrefix(f, "sched"):
+			sched = append(sched, "flag-"+strings.TrimPrefix(f, "sched"))
+		}
+	}
+	if len(sched) > 0 {
+		b.WriteString(" (" + strings.Join(sched, ",") + ")")
+	}
+	if slices.Contains(s.GetFlags(), "persistent") {
+		fmt.Fprintf(&b, " persistent %d", s.GetPersistenceTimeoutSeconds())
+		mask := s.GetPersistenceNetmask()
+		if s.GetAddressFamily() == "inet6" {
+			if mask != "" && mask != "128" {
+				b.WriteString(" mask " + mask)
+			}
+		} else if mask != "" && mask != "255.255.255.255" {
+			b.WriteString(" mask " + mask)
+		}
+	}
+	if slices.Contains(s.GetFlags(), "one-packet") {
+		b.WriteString(" ops")
+	}
+	return b.String()
+}
+
+func forwardName(f string) string {
+	switch f {
+	case "masq":
+		return "Masq"
+	case "route":
+		return "Route"
+	case "tunnel":
+		return "Tunnel"
+	case "local":
+		return "Local"
+	case "bypass":
+		return "Bypass"
+	}
+	return f
+}
+
+func writeCounters(b *strings.Builder, st *sarupb.TrafficStats, opt RenderOptions) {
+	var v []uint64
+	if opt.Format == FormatRate {
+		v = []uint64{st.GetConnectionsPerSecond(), st.GetPacketsInPerSecond(), st.GetPacketsOutPerSecond(), st.GetBytesInPerSecond(), st.GetBytesOutPerSecond()}
+	} else {
+		v = []uint64{st.GetConnections(), st.GetPacketsIn(), st.GetPacketsOut(), st.GetBytesIn(), st.GetBytesOut()}
+	}
+	for _, n := range v {
+		b.WriteString(largeNum(n, opt.Exact))
+	}
+	b.WriteString("\n")
+}
+
+// largeNum formats a counter as ipvsadm's print_largenum: nine columns,
+// abbreviated with K, M, G or T from 100 million up unless exact.
+func largeNum(n uint64, exact bool) string {
+	if exact {
+		s := strconv.FormatUint(n, 10)
+		w := 9
+		if len(s) > 8 {
+			w = len(s) + 1
+		}
+		return fmt.Sprintf("%*s", w, s)
+	}
+	switch {
+	case n < 100_000_000:
+		return fmt.Sprintf("%9d", n)
+	case n < 1_000_000_000:
+		return fmt.Sprintf("%8dK", n/1_000)
+	case n < 100_000_000_000:
+		return fmt.Sprintf("%8dM", n/1_000_000)
+	case n < 100_000_000_000_000:
+		return fmt.Sprintf("%8dG", n/1_000_000_000)
+	}
+	return fmt.Sprintf("%8dT", n/1_000_000_000_000)
+}
