@@ -14,20 +14,19 @@ import (
 	"github.com/saru-lb/saru/saru/ipvs"
 )
 
-// Config is one virtual service as an operator writes it.
+// Config is one virtual service as an operator writes it, in YAML:
 //
-//   - name: web
-//     address: 192.0.2.10:80
-//     protocol: tcp
-//     scheduler: wrr
-//     persistence_timeout: 300
-//     persistence_netmask: 255.255.255.0
-//     forwarding: masq
-//     real_servers:
-//   - address: 10.0.1.1:8080
-//     weight: 3
-//   - address: 10.0.1.2:8080
-//     weight: 0       # quiescent
+//	services:
+//	  - name: web
+//	    address: 192.0.2.10:80
+//	    protocol: tcp
+//	    scheduler: wrr
+//	    persistence_timeout: 300
+//	    persistence_netmask: 255.255.255.0
+//	    forwarding: masq
+//	    real_servers:
+//	      - {address: 10.0.1.1:8080, weight: 3}
+//	      - {address: 10.0.1.2:8080, weight: 0}   # quiescent
 type Config struct {
 	// Name labels the service in errors and listings; optional.
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
