@@ -258,12 +258,15 @@ func (r *Receiver) reset(inc, first uint64) {
 }
 
 // incarnation handles a packet's incarnation; ok is false for a stale one.
-// A first contact starts at seq (history comes from the snapshot); a
-// restarted sender is followed from its sequence 1.
+// A first contact with a young sender (seq within the window) is followed
+// from sequence 1; with an older one it starts at seq (its history comes
+// from the snapshot). A restarted sender is followed from its sequence 1.
 func (r *Receiver) incarnation(inc, seq uint64, now int64) bool {
 	switch {
+	case !r.known && seq > r.cfg.Window:
+		r.reset(inc, seq)
 	case !r.known:
-		r.reset(inc, max(seq, 1))
+		r.reset(inc, 1)
 	case inc < r.inc:
 		r.stats.Stale++
 		return false

@@ -20,16 +20,22 @@ func TestReceiverInOrderAndReplay(t *testing.T) {
 			t.Fatalf("seq %d: %v", seq, v)
 		}
 	}
-	if v := r.OnData(7, 8, 0); v != TooOld {
-		t.Fatalf("replayed seq 8 (below the contiguous point): %v", v)
+	if v := r.OnData(7, 8, 0); v != Duplicate {
+		t.Fatalf("replayed seq 8 (inside the window): %v", v)
 	}
 	r.OnData(7, 12, 0)
 	if v := r.OnData(7, 12, 0); v != Duplicate {
 		t.Fatalf("replayed seq 12 (inside the window): %v", v)
 	}
 	r.OnData(7, 11, 0)
-	if v := r.OnData(7, 4, 0); v != TooOld {
-		t.Fatalf("seq before first contact: %v", v)
+	if got := r.Tick(10*ms, nil); !slices.Equal(got, []Range{{1, 4}}) {
+		t.Fatalf("a young sender's history is NACKed: %v", got)
+	}
+	for seq := uint64(1); seq < 5; seq++ {
+		r.OnData(7, seq, 0)
+	}
+	if v := r.OnData(7, 8, 0); v != TooOld {
+		t.Fatalf("replayed seq 8 (below the contiguous point): %v", v)
 	}
 	if v := r.OnData(6, 13, 0); v != StaleIncarnation {
 		t.Fatalf("older incarnation: %v", v)
@@ -93,6 +99,19 @@ func TestHeartbeatFindsTailLossAndGoneSequences(t *testing.T) {
 	}
 	if !r.TakeSnapshotRequest() {
 		t.Fatal("no snapshot request")
+	}
+}
+
+func TestFirstContactWithOldSenderSkipsHistory(t *testing.T) {
+	r := NewReceiver(Config{Window: 64})
+	if v := r.OnData(1, 1000, 0); v != Accept {
+		t.Fatal(v)
+	}
+	if st := r.Stats(); st.Missing != 0 || st.Contiguous != 1000 {
+		t.Fatalf("stats %+v", st)
+	}
+	if v := r.OnData(1, 999, 0); v != TooOld {
+		t.Fatalf("history before first contact: %v", v)
 	}
 }
 

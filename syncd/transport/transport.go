@@ -216,8 +216,9 @@ func openMulticast(ctx context.Context, c Config) (Transport, error) {
 	return &udp{conn: conn, dests: []*net.UDPAddr{group}}, nil
 }
 
-// Lossy drops datagrams at random on send and on receive, each with
-// probability Loss, to test the layers above under loss.
+// Lossy drops received datagrams at random with probability Loss, to test
+// the layers above under loss: each receiver loses its own share, as on a
+// lossy link. Sends pass through.
 type Lossy struct {
 	Transport
 	// Loss is the drop probability in [0,1].
@@ -241,14 +242,6 @@ func (l *Lossy) drop() bool {
 		l.Dropped.Add(1)
 	}
 	return d
-}
-
-// Send implements Transport, dropping some datagrams.
-func (l *Lossy) Send(b []byte) error {
-	if l.drop() {
-		return nil
-	}
-	return l.Transport.Send(b)
 }
 
 // Recv implements Transport, dropping some datagrams.

@@ -78,8 +78,44 @@ func TestUnicastPeers(t *testing.T) {
 }
 
 func TestLossyDrops(t *testing.T) {
-	l := NewLossy(nil, 1, 1)
-	if err := l.Send([]byte("x")); err != nil || l.Dropped.Load() != 1 {
-		t.Fatalf("loss 1 must drop: %v %d", err, l.Dropped.Load())
+	ctx := context.Background()
+	base := 20000 + (os.Getpid()+7)%20000
+	addrs := []netip.AddrPort{
+		netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", base)),
+		netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", base+1)),
+	}
+	a, err := Open(ctx, Config{Listen: addrs[0], Peers: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, Config{Listen: addrs[1], Peers: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLossy(b, 0.5, 1)
+	defer l.Close()
+	for i := 0; i < 200; i++ {
+		if err := a.Send([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Send([]byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	buf := make([]byte, 16)
+	for {
+		n, _, err := l.Recv(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(buf[:n]) == "end" {
+			break
+		}
+		got++
+	}
+	if d := l.Dropped.Load(); got+int(d) < 190 || d < 50 || d > 150 {
+		t.Fatalf("received %d, dropped %d of 200 at 50%% loss", got, d)
 	}
 }
