@@ -1,0 +1,66 @@
+package ipvssync
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// describe renders a record as the lab test logs the master's messages.
+func describe(c *Conn) string {
+	return fmt.Sprintf("%s:%d-%s:%d-%s:%d/p%d/f%#x/s%d/t%d", c.CAddr, c.CPort, c.VAddr, c.VPort, c.DAddr, c.DPort, c.Protocol, c.Flags, c.State, c.Timeout)
+}
+
+// TestGoldenKernelMessages decodes datagrams captured from the kernel's
+// master sync thread in the kernel lab, checks every record, and checks
+// that encoding the records again gives the kernel's bytes exactly.
+func TestGoldenKernelMessages(t *testing.T) {
+	files, err := filepath.Glob("testdata/golden/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for _, l := range strings.Split(string(data), "\n") {
+				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+					lines = append(lines, l)
+				}
+			}
+			raw, err := hex.DecodeString(lines[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := Decode(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Version != ProtoVersion || len(m.Conns) != len(lines)-1 {
+				t.Fatalf("version %d, %d records, want %d", m.Version, len(m.Conns), len(lines)-1)
+			}
+			for i := range m.Conns {
+				if got := describe(&m.Conns[i]); got != lines[i+1] {
+					t.Errorf("record %d: %s, want %s", i, got, lines[i+1])
+				}
+				if err := m.Conns[i].Validate(); err != nil {
+					t.Errorf("record %d: %v", i, err)
+				}
+			}
+			re, err := AppendMessage(nil, m.SyncID, m.Conns, DefaultMaxLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(re, raw) {
+				t.Fatalf("re-encoded\n%x\nkernel sent\n%x", re, raw)
+			}
+		})
+	}
+}
