@@ -113,7 +113,7 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 		return
 	}
 	id := node.Name
-	d.n.log.Info("peer gone", "peer", id, "state", stateName(node.State))
+	d.n.log.Info("peer gone", "peer", id)
 	d.n.enqueue(func(c *coord.Node) { c.PeerDead(id) })
 }
 
@@ -127,20 +127,6 @@ func (d *delegate) alive(node *memberlist.Node) {
 		return
 	}
 	d.n.enqueue(func(c *coord.Node) { c.PeerAlive(m) })
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown"
 }
 
 // logWriter turns memberlist's log lines into slog records.

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real binaries (saru with -no-filter, so no root is
+// needed; saructl; grpcurl) on loopback.
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "saru-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, p := range []string{"github.com/saru-lb/saru/cmd/saru", "github.com/saru-lb/saru/cmd/saructl"} {
+			out, err := exec.Command("go", "build", "-o", binDir+"/", p).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", p, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	portMu sync.Mutex
+	given  = map[int]bool{}
+)
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1, never
+// the same one twice.
+func freePort(t *testing.T) int {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			if !given[port] {
+				given[port] = true
+				return port
+			}
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+type proc struct {
+	id       string
+	grpc     string
+	gossip   string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	done     chan error
+	finished bool
+}
+
+const daemonBuckets = 64
+
+func startDaemon(t *testing.T, dir, id string, seeds []string, joinDelay string) *proc {
+	t.Helper()
+	d := &proc{id: id, grpc: fmt.Sprintf("127.0.0.1:%d", freePort(t)), gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)), log: &bytes.Buffer{}, done: make(chan error, 1)}
+	seedList := ""
+	if len(seeds) > 0 {
+		seedList = `["` + strings.Join(seeds, `","`) + `"]`
+	} else {
+		seedList = "[]"
+	}
+	cfg := fmt.Sprintf(`node:
+  id: %s
+services:
+  - vip: 192.0.2.10
+    protocol: tcp
+    port: 80
+buckets: %d
+hash_seed: "0x5eed"
+grpc:
+  listen: %q
+  token_file: %q
+gossip:
+  bind: %q
+  seeds: %s
+tick: 20ms
+settle: 300ms
+join_delay: %s
+drain:
+  confirm_timeout: 500ms
+log_level: debug
+`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay)
+	path := filepath.Join(dir, id+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-no-filter")
+	d.cmd.Stderr = d.log
+	d.cmd.Stdout = d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		if !d.finished {
+			d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", id, lastLines(d.log.String(), 40))
+		}
+	})
+	return d
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (d *proc) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-d.done:
+		d.finished = true
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s", d.id, timeout)
+		return nil
+	}
+}
+
+func saructl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binaries(t), "saructl"), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + errb.String(), fmt.Errorf("saructl %s: %w: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+type statusJSON struct {
+	NodeID       string `json:"nodeId"`
+	LeaderID     string `json:"leaderId"`
+	Epoch        string `json:"epoch"`
+	AppliedEpoch string `json:"appliedEpoch"`
+	State        string `json:"state"`
+	LiveMembers  int    `json:"liveMembers"`
+	OwnedBuckets int    `json:"ownedBuckets"`
+}
+
+func status(t *testing.T, d *proc) (statusJSON, error) {
+	out, err := saructl(t, "--addr", d.grpc, "-o", "json", "status")
+	if err != nil {
+		return statusJSON{}, err
+	}
+	var s statusJSON
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		return statusJSON{}, fmt.Errorf("status json: %w: %s", err, out)
+	}
+	return s, nil
+}
+
+// settledCluster waits until the daemons agree on leader and epoch, have
+// applied it, and their owned counts add up to every bucket.
+func settledCluster(t *testing.T, timeout time.Duration, ds ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := func() error {
+			var first statusJSON
+			total := 0
+			for i, d := range ds {
+				s, err := status(t, d)
+				if err != nil {
+					return err
+				}
+				if i == 0 {
+					first = s
+				}
+				if s.LiveMembers != len(ds) || s.Epoch != first.Epoch || s.AppliedEpoch != s.Epoch || s.LeaderID != first.LeaderID || s.State != "MEMBER_STATE_ACTIVE" || s.OwnedBuckets == 0 {
+					return fmt.Errorf("%s: %+v (first %+v)", d.id, s, first)
+				}
+				total += s.OwnedBuckets
+			}
+			if total != daemonBuckets {
+				return fmt.Errorf("owned buckets add up to %d, want %d", total, daemonBuckets)
+			}
+			return nil
+		}()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster not settled within %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func grpcurlPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("grpcurl"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "grpcurl")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("grpcurl not found: run `make tools`")
+	return ""
+}
+
+func TestDaemonsGRPCurlDrainKillJoinTerm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs daemons")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("0123456789abcdef-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Without a syncd, a director that finds an active cluster waits the
+	// join delay; d2 and d3 may start after d1 is already active.
+	d1 := startDaemon(t, dir, "d1", nil, "2s")
+	d2 := startDaemon(t, dir, "d2", []string{d1.gossip}, "2s")
+	d3 := startDaemon(t, dir, "d3", []string{d1.gossip}, "2s")
+	settledCluster(t, 20*time.Second, d1, d2, d3)
+
+	t.Run("grpcurl", func(t *testing.T) {
+		g := grpcurlPath(t)
+		out, err := exec.Command(g, "-plaintext", d2.grpc, "list").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "saru.v1.Cluster") {
+			t.Fatalf("grpcurl list: %v\n%s", err, out)
+		}
+		out, err = exec.Command(g, "-plaintext", d2.grpc, "describe", "saru.v1.Cluster").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "rpc GetAssignment") {
+			t.Fatalf("grpcurl describe: %v\n%s", err, out)
+		}
+		out, err = exec.Command(g, "-plaintext", d2.grpc, "saru.v1.Cluster/GetAssignment").CombinedOutput()
+		if err != nil {
+			t.Fatalf("grpcurl GetAssignment: %v\n%s", err, out)
+		}
+		var resp struct {
+			Assignment struct {
+				Epoch       string `json:"epoch"`
+				BucketCount int    `json:"bucketCount"`
+				Ranges      []struct {
+					First, Last    int
+					Owner, Standby string
+				} `json:"ranges"`
+			} `json:"assignment"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatalf("GetAssignment output: %v\n%s", err, out)
+		}
+		owned := make([]bool, daemonBuckets)
+		for _, r := range resp.Assignment.Ranges {
+			for b := r.First; b <= r.Last; b++ {
+				if r.Owner == "" || b >= daemonBuckets {
+					t.Fatalf("bucket %d: owner %q", b, r.Owner)
+				}
+				owned[b] = true
+			}
+		}
+		for b, ok := range owned {
+			if !ok {
+				t.Fatalf("bucket %d missing from GetAssignment", b)
+			}
+		}
+		if resp.Assignment.BucketCount != daemonBuckets {
+			t.Fatalf("bucket count %d", resp.Assignment.BucketCount)
+		}
+	})
+
+	t.Run("saructl-tables", func(t *testing.T) {
+		for _, args := range [][]string{{"status"}, {"members"}, {"buckets"}, {"who-owns", "198.51.100.7:40001", "--dst", "192.0.2.10:80"}} {
+			out, err := saructl(t, append([]string{"--addr", d1.grpc}, args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out, "d1") {
+				t.Errorf("saructl %v:\n%s", args, out)
+			}
+		}
+		out, err := saructl(t, "--addr", d1.grpc, "members")
+		if err != nil || strings.Count(out, "active") != 3 {
+			t.Errorf("members: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("drain-undrain", func(t *testing.T) {
+		out, err := saructl(t, "--addr", d1.grpc, "drain", "d2")
+		if err == nil || !strings.Contains(out, "Unauthenticated") {
+			t.Fatalf("drain without a token: %v\n%s", err, out)
+		}
+		bad := filepath.Join(dir, "bad-token")
+		os.WriteFile(bad, []byte("not-the-token-at-all"), 0o600)
+		out, err = saructl(t, "--addr", d1.grpc, "--token-file", bad, "drain", "d2")
+		if err == nil || !strings.Contains(out, "PermissionDenied") {
+			t.Fatalf("drain with a wrong token: %v\n%s", err, out)
+		}
+		tok := filepath.Join(dir, "token")
+		out, err = saructl(t, "--addr", d1.grpc, "--token-file", tok, "drain", "d9")
+		if err == nil || !strings.Contains(out, "NotFound") {
+			t.Fatalf("drain of an unknown director: %v\n%s", err, out)
+		}
+		out, err = saructl(t, "--addr", d1.grpc, "--token-file", tok, "drain", "d2")
+		if err != nil || !strings.Contains(out, "d2 draining at epoch") {
+			t.Fatalf("drain d2: %v\n%s", err, out)
+		}
+		if s, err := status(t, d2); err != nil || s.OwnedBuckets != 0 || s.State != "MEMBER_STATE_DRAINING" {
+			t.Fatalf("d2 after drain: %+v %v", s, err)
+		}
+		out, err = saructl(t, "--addr", d3.grpc, "--token-file", tok, "undrain", "d2")
+		if err != nil || !strings.Contains(out, "d2 active at epoch") {
+			t.Fatalf("undrain d2: %v\n%s", err, out)
+		}
+		settledCluster(t, 10*time.Second, d1, d2, d3)
+	})
+
+	t.Run("kill-9", func(t *testing.T) {
+		d3.cmd.Process.Signal(syscall.SIGKILL)
+		d3.wait(t, 5*time.Second)
+		settledCluster(t, 10*time.Second, d1, d2)
+	})
+
+	d4 := startDaemon(t, dir, "d4", []string{d2.gossip}, "1s") // owned by the parent test
+	t.Run("join", func(t *testing.T) {
+		settledCluster(t, 15*time.Second, d1, d2, d4)
+	})
+
+	t.Run("sigterm-drains-then-leaves", func(t *testing.T) {
+		d2.cmd.Process.Signal(syscall.SIGTERM)
+		if err := d2.wait(t, 20*time.Second); err != nil {
+			t.Fatalf("d2 exit: %v", err)
+		}
+		if !strings.Contains(d2.log.String(), `"msg":"drained"`) {
+			t.Errorf("d2 did not drain before leaving:\n%s", lastLines(d2.log.String(), 20))
+		}
+		settledCluster(t, 10*time.Second, d1, d4)
+	})
+}
+
+func TestBadConfigExitsNonZero(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(path, []byte("node: {id: d1}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '0'\n"), 0o600)
+	cmd := exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-check")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "hash_seed: invalid value \"0\"") {
+		t.Fatalf("bad config: %v\n%s", err, out)
+	}
+	os.WriteFile(path, []byte("node: {id: d1}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '5'\n"), 0o600)
+	out, err = exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok (node d1, 1 services, 4096 buckets)") {
+		t.Fatalf("good config: %v\n%s", err, out)
+	}
+}
