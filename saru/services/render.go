@@ -94,8 +94,11 @@ type RenderOptions struct {
 	ConnTabSize uint32
 }
 
-// Render prints services in the layout of ipvsadm -L -n.
+// Render prints services in the layout of ipvsadm -L -n, sorted as ipvsadm
+// sorts them (address services by family, protocol, address and port, then
+// fwmark services; real servers by address and port).
 func Render(services []*sarupb.VirtualService, opt RenderOptions) string {
+	services = sortedLikeIpvsadm(services)
 	var b strings.Builder
 	if opt.Version != "" {
 		fmt.Fprintf(&b, "IP Virtual Server version %s (size=%d)\n", opt.Version, opt.ConnTabSize)
@@ -114,7 +117,7 @@ func Render(services []*sarupb.VirtualService, opt RenderOptions) string {
 		case FormatStats, FormatRate:
 			fmt.Fprintf(&b, "%-33s", name)
 			writeCounters(&b, s.GetStats(), opt)
-			for _, d := range s.GetRealServers() {
+			for _, d := range sortedServers(s) {
 				fmt.Fprintf(&b, "  -> %-28s", hostPort(d.GetAddress(), d.GetPort()))
 				writeCounters(&b, d.GetStats(), opt)
 			}
@@ -122,7 +125,7 @@ func Render(services []*sarupb.VirtualService, opt RenderOptions) string {
 			b.WriteString(name + " " + s.GetScheduler())
 			b.WriteString(serviceFlags(s))
 			b.WriteString("\n")
-			for _, d := range s.GetRealServers() {
+			for _, d := range sortedServers(s) {
 				fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %-10d\n", hostPort(d.GetAddress(), d.GetPort()),
 					forwardName(d.GetForwarding()), d.GetWeight(), d.GetActiveConnections(), d.GetInactiveConnections())
 			}
@@ -234,4 +237,32 @@ func largeNum(n uint64, exact bool) string {
 		return fmt.Sprintf("%8dG", n/1_000_000_000)
 	}
 	return fmt.Sprintf("%8dT", n/1_000_000_000_000)
+}
+
+func sortedLikeIpvsadm(in []*sarupb.VirtualService) []*sarupb.VirtualService {
+	out := slices.Clone(in)
+	key := func(s *sarupb.VirtualService) ipvs.ServiceID {
+		fam := ipvs.FamilyIPv4
+		if s.GetAddressFamily() == "inet6" {
+			fam = ipvs.FamilyIPv6
+		}
+		if s.GetFwmark() != 0 {
+			return ipvs.ServiceID{Family: fam, FWMark: s.GetFwmark()}
+		}
+		p, _ := ipvs.ParseProtocol(s.GetProtocol())
+		a, _ := netip.ParseAddr(s.GetAddress())
+		return ipvs.ServiceID{Family: fam, Protocol: p, Address: netip.AddrPortFrom(a, uint16(s.GetPort()))}
+	}
+	slices.SortStableFunc(out, func(a, b *sarupb.VirtualService) int { return key(a).Compare(key(b)) })
+	return out
+}
+
+func sortedServers(s *sarupb.VirtualService) []*sarupb.RealServer {
+	out := slices.Clone(s.GetRealServers())
+	key := func(r *sarupb.RealServer) netip.AddrPort {
+		a, _ := netip.ParseAddr(r.GetAddress())
+		return netip.AddrPortFrom(a, uint16(r.GetPort()))
+	}
+	slices.SortStableFunc(out, func(a, b *sarupb.RealServer) int { return key(a).Compare(key(b)) })
+	return out
 }

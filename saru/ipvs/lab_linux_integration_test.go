@@ -1,0 +1,506 @@
+package ipvs_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/saru/ipvs"
+	"github.com/saru-lb/saru/saru/services"
+)
+
+// TestIntegrationReconcile reconciles the kernel's table with configured
+// services through create, update and removal, and reads the result back
+// through netlink and, independently, with Debian's ipvsadm.
+func TestIntegrationReconcile(t *testing.T) {
+	kernellab.Run(t, func(t *testing.T) {
+		c := labClient(t)
+		ctx := context.Background()
+
+		v1 := mustDesired(t, `
+- name: web
+  address: 10.0.0.1:80
+  scheduler: wrr
+  persistence_timeout: 300
+  persistence_netmask: 255.255.255.0
+  forwarding: masq
+  real_servers:
+    - {address: 10.0.1.1:8080, weight: 3, upper_threshold: 100, lower_threshold: 10}
+    - {address: 10.0.1.2:8080, weight: 1}
+- address: "[2001:db8::1]:53"
+  protocol: udp
+  scheduler: mh
+  scheduler_flags: [mh-fallback, mh-port]
+  real_servers:
+    - {address: "[2001:db8::10]:53"}
+- address: 10.0.0.2:443
+  scheduler: sh
+  forwarding: route
+  real_servers:
+    - {address: 10.0.1.1}
+    - {address: 10.0.1.2}
+`)
+		ops, err := services.Reconcile(ctx, c, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ops) != 8 {
+			t.Errorf("first reconciliation ran %d operations, want 8 (3 services, 5 destinations): %v", len(ops), ops)
+		}
+		assertKernelMatches(t, c, v1)
+		out := ipvsadm(t, "-L", "-n")
+		for _, want := range []string{
+			"TCP 10.0.0.1:80 wrr persistent 300 mask 255.255.255.0",
+			"-> 10.0.1.1:8080 Masq 3 0 0",
+			"-> 10.0.1.2:8080 Masq 1 0 0",
+			"UDP [2001:db8::1]:53 mh (mh-fallback,mh-port)",
+			"-> [2001:db8::10]:53 Route 1 0 0",
+			"TCP 10.0.0.2:443 sh",
+			"-> 10.0.1.1:443 Route 1 0 0",
+		} {
+			if !strings.Contains(out, want+"\n") {
+				t.Errorf("ipvsadm -L -n lacks %q:\n%s", want, out)
+			}
+		}
+		if ops, err := services.Reconcile(ctx, c, v1); err != nil || len(ops) != 0 {
+			t.Errorf("second reconciliation ran %v, %v; want nothing", ops, err)
+		}
+
+		// Update: scheduler and persistence change, a weight goes to 0, a
+		// real server is replaced, a service goes away and a fwmark one comes.
+		v2 := mustDesired(t, `
+- name: web
+  address: 10.0.0.1:80
+  scheduler: rr
+  forwarding: masq
+  real_servers:
+    - {address: 10.0.1.1:8080, weight: 0}
+    - {address: 10.0.1.3:8080, weight: 2}
+- address: "[2001:db8::1]:53"
+  protocol: udp
+  scheduler: mh
+  scheduler_flags: [mh-fallback, mh-port]
+  real_servers:
+    - {address: "[2001:db8::10]:53"}
+- fwmark: 9
+  family: inet
+  scheduler: lc
+  persistence_timeout: 60
+  real_servers:
+    - {address: 10.0.1.5, forwarding: tunnel}
+`)
+		ops, err = services.Reconcile(ctx, c, v2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, o := range ops {
+			kinds = append(kinds, o.String())
+		}
+		want := []string{
+			"update service tcp 10.0.0.1:80",
+			"create destination 10.0.1.3:8080 of service tcp 10.0.0.1:80",
+			"update destination 10.0.1.1:8080 of service tcp 10.0.0.1:80",
+			"delete destination 10.0.1.2:8080 of service tcp 10.0.0.1:80",
+			"create service fwmark 9 inet",
+			"create destination 10.0.1.5:0 of service fwmark 9 inet",
+			"delete service tcp 10.0.0.2:443",
+		}
+		if strings.Join(kinds, "\n") != strings.Join(want, "\n") {
+			t.Errorf("update ran:\n%s\nwant:\n%s", strings.Join(kinds, "\n"), strings.Join(want, "\n"))
+		}
+		assertKernelMatches(t, c, v2)
+		out = ipvsadm(t, "-L", "-n")
+		for _, want := range []string{"TCP 10.0.0.1:80 rr\n", "-> 10.0.1.1:8080 Masq 0 0 0", "-> 10.0.1.3:8080 Masq 2 0 0", "FWM 9 lc persistent 60\n", "-> 10.0.1.5:0 Tunnel 1 0 0"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("after update, ipvsadm -L -n lacks %q:\n%s", want, out)
+			}
+		}
+		for _, gone := range []string{"10.0.1.2:8080", "10.0.0.2:443"} {
+			if strings.Contains(out, gone) {
+				t.Errorf("after update, ipvsadm -L -n still shows %s:\n%s", gone, out)
+			}
+		}
+
+		// Our ipvsadm-style rendering of the netlink listing is what Debian's
+		// ipvsadm prints, byte for byte.
+		list, err := c.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []struct {
+			format services.Format
+			args   []string
+		}{{services.FormatPlain, []string{"-L", "-n"}}, {services.FormatStats, []string{"-L", "-n", "--stats"}}} {
+			raw, err := exec.Command("ipvsadm", f.args...).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := services.Render(services.ToProto(list), services.RenderOptions{Format: f.format, Version: info.VersionString(), ConnTabSize: info.ConnTabSize})
+			if got != string(raw) {
+				t.Errorf("Render(%v) differs from ipvsadm %s:\n%s\nipvsadm:\n%s", f.format, strings.Join(f.args, " "), got, raw)
+			}
+		}
+
+		// Bad input leaves IPVS as it was.
+		before := ipvsadm(t, "-S", "-n")
+		if _, err := services.Desired("services", []services.Config{{Address: "10.0.0.1:80", Scheduler: "fastest"}}); err == nil || !strings.Contains(err.Error(), "services[0].scheduler") {
+			t.Errorf("unknown scheduler: %v", err)
+		}
+		web := v2[0].Service
+		bad := []services.Op{
+			{Kind: services.UpdateService, Service: web},
+			{Kind: services.CreateDestination, Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.77:80")}, Scheduler: "wlc"},
+				Destination: ipvs.Destination{Address: netip.MustParseAddrPort("10.0.1.9:80"), Weight: 1}},
+		}
+		cur, err := c.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := services.Apply(ctx, c, cur, bad); err == nil || !strings.Contains(err.Error(), "10.0.1.9:80 of service tcp 10.0.0.77:80") {
+			t.Errorf("destination for a missing service: %v", err)
+		}
+		wrongFamily := []services.Op{{Kind: services.CreateDestination, Service: web, Destination: ipvs.Destination{Address: netip.MustParseAddrPort("[2001:db8::5]:80"), Forward: ipvs.ForwardMasq, Weight: 1}}}
+		if err := services.Apply(ctx, c, cur, wrongFamily); err == nil || !strings.Contains(err.Error(), "[2001:db8::5]:80") {
+			t.Errorf("family mismatch: %v", err)
+		}
+		if after := ipvsadm(t, "-S", "-n"); after != before {
+			t.Errorf("refused input changed IPVS:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+
+		// A kernel refusal names the object: the plan says a destination
+		// exists that someone else removed.
+		gone := v2[0].Destinations[1]
+		if err := c.DeleteDestination(ctx, web.ServiceID, gone); err != nil {
+			t.Fatal(err)
+		}
+		stale := []services.Op{{Kind: services.UpdateDestination, Service: web, Destination: gone}}
+		err = services.Apply(ctx, c, cur, stale)
+		if err == nil || !strings.Contains(err.Error(), "update destination 10.0.1.3:8080 of service tcp 10.0.0.1:80") {
+			t.Errorf("kernel refusal: %v", err)
+		}
+		if ops, err := services.Reconcile(ctx, c, v2); err != nil || len(ops) != 1 {
+			t.Errorf("reconciliation after the outside change ran %v, %v; want the one missing destination", ops, err)
+		}
+		assertKernelMatches(t, c, v2)
+	})
+}
+
+func mustDesired(t *testing.T, y string) []ipvs.Entry {
+	t.Helper()
+	cfgs, err := services.DecodeYAML([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := services.Desired("services", cfgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func assertKernelMatches(t *testing.T, c *ipvs.Client, desired []ipvs.Entry) {
+	t.Helper()
+	list, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops := services.Diff(desired, list); len(ops) != 0 {
+		t.Errorf("kernel differs from the desired table: %v", ops)
+	}
+}
+
+// ---- traffic through IPVS between namespaces ----
+
+// netns is a network namespace created with ip netns, removed on cleanup.
+type netns struct {
+	t    *testing.T
+	name string
+}
+
+func newNetns(t *testing.T, role string) *netns {
+	t.Helper()
+	n := &netns{t: t, name: fmt.Sprintf("ipvs-%s-%d", role, os.Getpid())}
+	run(t, "ip", "netns", "add", n.name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.name).Run() })
+	n.ip("link", "set", "lo", "up")
+	return n
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (n *netns) ip(args ...string) { n.t.Helper(); run(n.t, append([]string{"ip", "-n", n.name}, args...)...) }
+
+func (n *netns) exec(args ...string) string {
+	n.t.Helper()
+	return run(n.t, append([]string{"ip", "netns", "exec", n.name}, args...)...)
+}
+
+func (n *netns) sysctl(kv string) { n.t.Helper(); n.exec("sysctl", "-qw", kv) }
+
+// do runs fn on a thread inside the namespace; sockets opened there stay
+// there.
+func (n *netns) do(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	f, err := os.Open("/run/netns/" + n.name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return err
+	}
+	defer unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET)
+	return fn()
+}
+
+func (n *netns) fd() int {
+	f, err := os.Open("/run/netns/" + n.name)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { f.Close() })
+	return int(f.Fd())
+}
+
+// veth links a to b with the given addresses (CIDR), interface names ifa/ifb.
+func veth(t *testing.T, a *netns, ifa, addrA string, b *netns, ifb, addrB string) {
+	t.Helper()
+	run(t, "ip", "link", "add", ifa, "netns", a.name, "type", "veth", "peer", "name", ifb, "netns", b.name)
+	if addrA != "" {
+		a.ip("addr", "add", addrA, "dev", ifa)
+	}
+	if addrB != "" {
+		b.ip("addr", "add", addrB, "dev", ifb)
+	}
+	a.ip("link", "set", ifa, "up")
+	b.ip("link", "set", ifb, "up")
+}
+
+// serve answers every TCP connection on addr in n with name, then holds the
+// connection open until the client closes it.
+func serve(t *testing.T, n *netns, addr, name string) {
+	t.Helper()
+	var ln net.Listener
+	if err := n.do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, n.name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "%s\n", name)
+				buf := make([]byte, 1)
+				c.Read(buf)
+			}()
+		}
+	}()
+}
+
+// dial connects from n to addr and returns the connection and the name the
+// real server sent.
+func dial(t *testing.T, n *netns, addr string) (net.Conn, string) {
+	t.Helper()
+	var c net.Conn
+	if err := n.do(func() (err error) { c, err = net.DialTimeout("tcp4", addr, 10*time.Second); return err }); err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, n.name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read from %s via %s: %v", addr, n.name, err)
+	}
+	return c, strings.TrimSpace(line)
+}
+
+// connTable parses ipvsadm -L -c -n: client address -> real server address.
+func connTable(t *testing.T, director *netns) map[string]string {
+	t.Helper()
+	out := director.exec("ipvsadm", "-L", "-c", "-n")
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 6 && f[0] == "TCP" {
+			m[f[3]] = f[5]
+		}
+	}
+	if len(m) == 0 {
+		t.Fatalf("ipvsadm -L -c -n shows no connections:\n%s", out)
+	}
+	return m
+}
+
+// TestIntegrationTraffic sends client connections through an IPVS-NAT and an
+// IPVS-DR service on a director namespace to real-server namespaces, and
+// checks that ipvsadm -L -c -n shows the scheduler's choice for each.
+func TestIntegrationTraffic(t *testing.T) {
+	kernellab.Run(t, func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("skipping, requires root")
+		}
+		t.Run("NAT", testTrafficNAT)
+		t.Run("DR", testTrafficDR)
+	})
+}
+
+func testTrafficNAT(t *testing.T) {
+	ctx := context.Background()
+	cli, dir := newNetns(t, "natcli"), newNetns(t, "natdir")
+	rs := []*netns{newNetns(t, "natrs1"), newNetns(t, "natrs2")}
+	veth(t, cli, "c0", "10.10.0.2/24", dir, "d0", "10.10.0.1/24")
+	dir.ip("addr", "add", "10.10.0.100/32", "dev", "d0") // the VIP
+	dir.sysctl("net.ipv4.ip_forward=1")
+	for i, r := range rs {
+		veth(t, r, "r0", fmt.Sprintf("10.20.%d.2/24", i+1), dir, fmt.Sprintf("d%d", i+1), fmt.Sprintf("10.20.%d.1/24", i+1))
+		r.ip("route", "add", "default", "via", fmt.Sprintf("10.20.%d.1", i+1))
+		serve(t, r, ":8080", fmt.Sprintf("rs%d", i+1))
+	}
+
+	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.fd()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := `
+- address: 10.10.0.100:80
+  scheduler: rr
+  forwarding: masq
+  real_servers:
+    - {address: 10.20.1.2:8080}
+    - {address: 10.20.2.2:8080}
+`
+	if _, err := services.Reconcile(ctx, c, mustDesired(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	answered := map[string]string{} // client addr -> server name
+	counts := map[string]int{}
+	for range 4 {
+		conn, name := dial(t, cli, "10.10.0.100:80")
+		answered[conn.LocalAddr().String()] = name
+		counts[name]++
+	}
+	if counts["rs1"] != 2 || counts["rs2"] != 2 {
+		t.Errorf("rr over two real servers answered %v, want 2 each", counts)
+	}
+	checkConnTable(t, dir, answered, map[string]string{"rs1": "10.20.1.2:8080", "rs2": "10.20.2.2:8080"})
+
+	// Weight 0 is quiescent: new connections go to the other server only.
+	quiet := strings.Replace(cfg, "{address: 10.20.2.2:8080}", "{address: 10.20.2.2:8080, weight: 0}", 1)
+	if _, err := services.Reconcile(ctx, c, mustDesired(t, quiet)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, name := dial(t, cli, "10.10.0.100:80"); name != "rs1" {
+			t.Errorf("quiescent rs2 got a new connection (answered by %s)", name)
+		}
+	}
+	list, err := c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range list[0].Destinations {
+		if d.Address.String() == "10.20.2.2:8080" && d.ActiveConns != 2 {
+			t.Errorf("quiescent rs2 has %d active connections, want its 2 established ones kept", d.ActiveConns)
+		}
+	}
+	t.Logf("director's table:\n%s", dir.exec("ipvsadm", "-L", "-n", "--stats"))
+}
+
+func testTrafficDR(t *testing.T) {
+	ctx := context.Background()
+	lan, cli, dir := newNetns(t, "drlan"), newNetns(t, "drcli"), newNetns(t, "drdir")
+	rs := []*netns{newNetns(t, "drrs1"), newNetns(t, "drrs2")}
+	lan.ip("link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+	lan.ip("link", "set", "br0", "up")
+	plug := func(n *netns, port, addr string) {
+		veth(t, n, "e0", addr, lan, port, "")
+		lan.ip("link", "set", port, "master", "br0")
+	}
+	plug(cli, "pcli", "10.30.0.2/24")
+	plug(dir, "pdir", "10.30.0.1/24")
+	dir.ip("addr", "add", "10.30.0.100/32", "dev", "e0") // the VIP, answered for by the director
+	for i, r := range rs {
+		plug(r, fmt.Sprintf("prs%d", i+1), fmt.Sprintf("10.30.0.%d/24", 11+i))
+		// The VIP on loopback, never announced: the real server accepts
+		// packets for it and replies from it straight to the client.
+		r.ip("addr", "add", "10.30.0.100/32", "dev", "lo")
+		r.sysctl("net.ipv4.conf.all.arp_ignore=1")
+		r.sysctl("net.ipv4.conf.all.arp_announce=2")
+		r.sysctl("net.ipv4.conf.e0.arp_ignore=1")
+		r.sysctl("net.ipv4.conf.e0.arp_announce=2")
+		serve(t, r, ":80", fmt.Sprintf("rs%d", i+1))
+	}
+	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.fd()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := services.Reconcile(ctx, c, mustDesired(t, `
+- address: 10.30.0.100:80
+  scheduler: wrr
+  forwarding: route
+  real_servers:
+    - {address: 10.30.0.11, weight: 2}
+    - {address: 10.30.0.12, weight: 1}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	answered := map[string]string{}
+	counts := map[string]int{}
+	for range 6 {
+		conn, name := dial(t, cli, "10.30.0.100:80")
+		answered[conn.LocalAddr().String()] = name
+		counts[name]++
+	}
+	if counts["rs1"] != 4 || counts["rs2"] != 2 {
+		t.Errorf("wrr 2:1 answered %v, want rs1 4 and rs2 2", counts)
+	}
+	checkConnTable(t, dir, answered, map[string]string{"rs1": "10.30.0.11:80", "rs2": "10.30.0.12:80"})
+	t.Logf("director's connections:\n%s", dir.exec("ipvsadm", "-L", "-c", "-n"))
+}
+
+// checkConnTable asserts that the director's connection table sends each
+// client connection to the real server that answered it.
+func checkConnTable(t *testing.T, director *netns, answered map[string]string, addrOf map[string]string) {
+	t.Helper()
+	table := connTable(t, director)
+	for client, name := range answered {
+		if got := table[client]; got != addrOf[name] {
+			t.Errorf("ipvsadm -L -c -n sends client %s to %q, but %s (%s) answered", client, got, name, addrOf[name])
+		}
+	}
+}
