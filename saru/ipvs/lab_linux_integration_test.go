@@ -251,7 +251,10 @@ func run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func (n *netns) ip(args ...string) { n.t.Helper(); run(n.t, append([]string{"ip", "-n", n.name}, args...)...) }
+func (n *netns) ip(args ...string) {
+	n.t.Helper()
+	run(n.t, append([]string{"ip", "-n", n.name}, args...)...)
+}
 
 func (n *netns) exec(args ...string) string {
 	n.t.Helper()
