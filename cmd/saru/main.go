@@ -33,9 +33,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/saru-lb/saru/filter"
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/node"
-	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 )
 
 var version = "dev"
@@ -49,7 +49,7 @@ func main() {
 
 type flags struct {
 	config, id, grpcListen, gossipBind, seeds, joinDelay, syncd, logLevel, metrics string
-	noFilter, showVersion, checkOnly                                              bool
+	noFilter, showVersion, checkOnly                                               bool
 }
 
 func run() error {
