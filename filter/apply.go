@@ -2,7 +2,9 @@ package filter
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"log/slog"
 	"sync"
 	"syscall"
@@ -16,7 +18,7 @@ import (
 
 // elementsPerMessage bounds one NEWSETELEM message: an element takes 16 bytes
 // and a nested netlink attribute at most 64 KiB.
-const elementsPerMessage = 2048
+const elementsPerMessage = 4000
 
 // sendBuffer is the netlink send buffer: a batch is one sendmsg, and all
 // 65536 buckets take about 1 MiB.
@@ -27,6 +29,7 @@ const sendBuffer = 8 << 20
 type Filter struct {
 	mu      sync.Mutex
 	conn    *nftables.Conn
+	elems   *elemBatcher
 	cfg     Config
 	rs      *Ruleset
 	applied *BucketSet
@@ -58,11 +61,11 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Filter, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	empty, err := NewBucketSet(max(cfg.Buckets, 1))
-	if err != nil || cfg.Buckets < MinBuckets {
-		empty = nil
+	rs, err := Build(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	rs, err := Build(cfg, empty)
+	empty, err := NewBucketSet(cfg.Buckets)
 	if err != nil {
 		return nil, err
 	}
@@ -77,9 +80,15 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
-	f := &Filter{conn: conn, cfg: cfg, rs: rs, applied: empty, log: o.log}
+	eb, err := dialElemBatcher(o.netns, rs.Table.Name, SetOwned)
+	if err != nil {
+		_ = conn.CloseLasting()
+		return nil, err
+	}
+	f := &Filter{conn: conn, elems: eb, cfg: cfg, rs: rs, applied: empty, log: o.log}
 	if err := f.install(); err != nil {
 		_ = conn.CloseLasting()
+		_ = eb.Close()
 		return nil, err
 	}
 	f.log.Info("filter installed", "table", "inet "+rs.Table.Name, "services", len(cfg.Services),
@@ -157,40 +166,125 @@ func (f *Filter) queueElements(elems []nftables.SetElement) error {
 	return nil
 }
 
-// Apply makes owned the set of owned buckets in one atomic netlink batch
-// (flush the set, add every owned bucket). If the kernel refuses the batch,
-// the previous ownership stays in force and the error names the set.
-// Applying the same set twice leaves the kernel state unchanged.
+// Apply makes owned the set of owned buckets in one atomic netlink batch.
+// The batch carries the change since the last Apply (delete the buckets given
+// up, add the buckets gained); applying the same set again sends nothing. If
+// the kernel's set has drifted (a bucket to delete is missing), Apply falls
+// back to a second batch that flushes the set and adds every owned bucket.
+// If the kernel refuses, the previous ownership stays in force and the error
+// names the set.
 func (f *Filter) Apply(ctx context.Context, owned *BucketSet) error {
 	if owned == nil {
 		return fieldErr("owned", nil, "bucket set is required")
 	}
-	elems, err := elementsFor(f.cfg, owned)
-	if err != nil {
-		return err
+	if owned.Total() != f.cfg.Buckets {
+		return fieldErr("owned", owned, "bucket set ranges over %d buckets, config has %d", owned.Total(), f.cfg.Buckets)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.applyElements(ctx, elems); err != nil {
+	if err := f.usable(ctx); err != nil {
+		return err
+	}
+	add, del := diffBuckets(f.applied, owned)
+	if len(add) == 0 && len(del) == 0 {
+		return nil
+	}
+	err := f.applyDelta(add, del)
+	if err != nil && len(del) > 0 && isNotExist(err) {
+		f.log.Warn("owned set drifted from the last applied state; replacing it",
+			"set", f.setName(), "error", err)
+		err = f.replace(owned)
+	}
+	if err != nil {
 		return fmt.Errorf("apply %s: %w", owned, err)
 	}
 	f.applied = copyBuckets(owned)
 	return nil
 }
 
-func (f *Filter) applyElements(ctx context.Context, elems []nftables.SetElement) error {
+// Resync replaces the kernel's owned set with the last applied buckets in one
+// atomic batch (flush, then add every bucket), repairing any drift caused by
+// other writers to the set.
+func (f *Filter) Resync(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(ctx); err != nil {
+		return err
+	}
+	if err := f.replace(f.applied); err != nil {
+		return fmt.Errorf("resync %s: %w", f.applied, err)
+	}
+	return nil
+}
+
+// Verify reads the kernel's owned set and reports the buckets it holds
+// beyond the last applied state (extra) and those it lacks (missing).
+func (f *Filter) Verify(ctx context.Context) (extra, missing []uint32, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(ctx); err != nil {
+		return nil, nil, err
+	}
+	elems, err := f.conn.GetSetElements(f.rs.Owned)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read set %s: %w", f.setName(), kernelErr(err))
+	}
+	kernel, _ := NewBucketSet(f.cfg.Buckets)
+	for _, e := range elems {
+		if len(e.Key) != 4 {
+			return nil, nil, fmt.Errorf("set %s: element of %d bytes, want 4", f.setName(), len(e.Key))
+		}
+		b := binary.NativeEndian.Uint32(e.Key)
+		if kernel.Add(b) != nil {
+			extra = append(extra, b)
+		}
+	}
+	add, del := diffBuckets(kernel, f.applied)
+	return append(extra, del...), add, nil
+}
+
+func (f *Filter) usable(ctx context.Context) error {
 	if f.closed {
 		return fmt.Errorf("filter table inet %s is closed", f.rs.Table.Name)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	return ctx.Err()
+}
+
+// diffBuckets returns the buckets in to but not from (add) and in from but
+// not to (del). A nil from counts as empty.
+func diffBuckets(from, to *BucketSet) (add, del []uint32) {
+	for i, w := range to.words {
+		var old uint64
+		if from != nil {
+			old = from.words[i]
+		}
+		add = appendBits(add, i, w&^old)
+		del = appendBits(del, i, old&^w)
 	}
-	f.conn.FlushSet(f.rs.Owned)
-	if err := f.queueElements(elems); err != nil {
-		return err
+	return add, del
+}
+
+func appendBits(out []uint32, word int, w uint64) []uint32 {
+	for w != 0 {
+		out = append(out, uint32(word*64+bits.TrailingZeros64(w)))
+		w &= w - 1
 	}
-	if err := f.conn.Flush(); err != nil {
-		return fmt.Errorf("set %s (%d elements): %w", f.setName(), len(elems), kernelErr(err))
+	return out
+}
+
+// applyDelta sends one batch deleting del and adding add.
+func (f *Filter) applyDelta(add, del []uint32) error {
+	if err := f.elems.send(false, del, add); err != nil {
+		return fmt.Errorf("set %s (+%d -%d elements): %w", f.setName(), len(add), len(del), err)
+	}
+	return nil
+}
+
+// replace sends one batch flushing the set and adding every owned bucket.
+func (f *Filter) replace(owned *BucketSet) error {
+	bs := owned.Buckets()
+	if err := f.elems.send(true, nil, bs); err != nil {
+		return fmt.Errorf("set %s (flush, +%d elements): %w", f.setName(), len(bs), err)
 	}
 	return nil
 }
@@ -258,7 +352,10 @@ func (f *Filter) Close(ctx context.Context) error {
 		return nil
 	}
 	f.closed = true
-	defer func() { _ = f.conn.CloseLasting() }()
+	defer func() {
+		_ = f.conn.CloseLasting()
+		_ = f.elems.Close()
+	}()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

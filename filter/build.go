@@ -69,8 +69,8 @@ func Build(cfg Config, owned *BucketSet) (*Ruleset, error) {
 		return nil, fmt.Errorf("filter config: %w", err)
 	}
 	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
-		// The hash result's low 16 bits lead the register only on
-		// little-endian hosts; see hashBucket.
+		// A port converted to host order fills the register's low half
+		// only on little-endian hosts; see portBucket.
 		return nil, fmt.Errorf("filter: big-endian hosts are not supported")
 	}
 	elems, err := elementsFor(cfg, owned)
@@ -81,7 +81,7 @@ func Build(cfg Config, owned *BucketSet) (*Ruleset, error) {
 	b := &builder{cfg: cfg, table: table}
 	rs := &Ruleset{
 		Table:    table,
-		Owned:    ownedSet(table),
+		Owned:    ownedSet(table, cfg.Buckets),
 		Elements: elems,
 	}
 	rs.Chains = append(rs.Chains, &nftables.Chain{
@@ -106,18 +106,19 @@ func Build(cfg Config, owned *BucketSet) (*Ruleset, error) {
 	return rs, nil
 }
 
-// ownedSet is the set of owned buckets: 16-bit integers in host byte order.
-// With a 2-byte key and no interval flag the kernel picks its bitmap backend,
-// so a lookup is a single bit test.
-func ownedSet(t *nftables.Table) *nftables.Set {
-	kt := nftables.TypeInteger
-	kt.Bytes = 2
+// ownedSet is the set of owned buckets: 32-bit integers in host byte order,
+// as the hash expression leaves them in a register. With a 4-byte key and a
+// declared size the kernel picks a fixed-size hash backend: O(1) lookups,
+// inserts and removals. (A 2-byte key would select the bitmap backend, whose
+// inserts scan a list: a 20000-element change then takes seconds.)
+func ownedSet(t *nftables.Table, buckets int) *nftables.Set {
 	return &nftables.Set{
 		Table:        t,
 		ID:           setID,
 		Name:         SetOwned,
-		KeyType:      kt,
+		KeyType:      nftables.TypeInteger,
 		KeyByteOrder: binaryutil.NativeEndian,
+		Size:         uint32(buckets),
 		Comment:      "buckets owned by this director",
 	}
 }
@@ -130,15 +131,18 @@ func elementsFor(cfg Config, owned *BucketSet) ([]nftables.SetElement, error) {
 	if owned.Total() != cfg.Buckets {
 		return nil, fieldErr("owned", owned, "bucket set ranges over %d buckets, config has %d", owned.Total(), cfg.Buckets)
 	}
-	bs := owned.Buckets()
+	return keysOf(owned.Buckets()), nil
+}
+
+func keysOf(bs []uint32) []nftables.SetElement {
 	out := make([]nftables.SetElement, len(bs))
-	keys := make([]byte, 2*len(bs))
+	keys := make([]byte, 4*len(bs))
 	for i, v := range bs {
-		k := keys[2*i : 2*i+2 : 2*i+2]
-		binary.NativeEndian.PutUint16(k, uint16(v))
+		k := keys[4*i : 4*i+4 : 4*i+4]
+		binary.NativeEndian.PutUint32(k, v)
 		out[i] = nftables.SetElement{Key: k}
 	}
-	return out, nil
+	return out
 }
 
 type builder struct {
@@ -367,7 +371,7 @@ func matchCtState(bits uint32) []expr.Any {
 }
 
 // bucket loads the bucket of a packet to or from an address of a's family
-// under sense s into reg as a host-order 16-bit value.
+// under sense s into reg as a host-order 32-bit value.
 func (b *builder) bucket(a netip.Addr, s Sense) []expr.Any {
 	switch s {
 	case SenseSrcPort:
@@ -402,20 +406,21 @@ func (b *builder) replyBucket(a netip.Addr, s Sense) []expr.Any {
 	panic(fmt.Sprintf("filter: unvalidated sense %d", s))
 }
 
-// portBucket: the 16-bit port, converted to host order, masked to B-1.
+// portBucket: the 16-bit port, converted to host order, masked to B-1. The
+// payload load zeroes the register's upper half, so on a little-endian host
+// the register holds the port as a 32-bit host-order value.
 func (b *builder) portBucket(d direction) []expr.Any {
 	return []expr.Any{
 		portPayload(d, reg),
 		&expr.Byteorder{SourceRegister: reg, DestRegister: reg, Op: expr.ByteorderNtoh, Len: 2, Size: 2},
-		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 2,
-			Mask: binaryutil.NativeEndian.PutUint16(uint16(b.cfg.Buckets - 1)), Xor: []byte{0, 0}},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(uint32(b.cfg.Buckets - 1)), Xor: make([]byte, 4)},
 	}
 }
 
 // hashBucket: jhash of the address (and, with port, the 2-byte port padded to
 // a 32-bit register after it) mod B with the cluster seed. The result is a
-// host-order 32-bit value below B; its first two bytes in the register are
-// the 16-bit key on a little-endian host.
+// host-order 32-bit value below B.
 func (b *builder) hashBucket(a netip.Addr, d direction, port bool) []expr.Any {
 	ap := addrPayload(a, d, reg)
 	out := []expr.Any{ap}

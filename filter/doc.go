@@ -33,9 +33,9 @@
 // buckets observed from the kernel with real packets, for checking other
 // implementations of the bucket function.
 //
-// The owned buckets are the set "owned" of 16-bit host-order integers; with
-// such a key the kernel uses its bitmap set backend, so a lookup is one bit
-// test whatever the number of owned buckets.
+// The owned buckets are the set "owned" of 32-bit host-order integers with a
+// declared size of B; the kernel then uses a fixed-size hash backend, so
+// lookups, inserts and removals are O(1) whatever the number of owned buckets.
 //
 // # Use
 //

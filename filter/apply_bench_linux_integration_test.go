@@ -1,0 +1,204 @@
+package filter
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchAssignments: 65536 buckets spread over 4 directors, then director 4
+// leaves and its buckets move to the other three.
+func benchAssignments() (before, after [][]uint32) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	before, after = make([][]uint32, 4), make([][]uint32, 4)
+	for b := range uint32(MaxBuckets) {
+		d := rng.IntN(4)
+		before[d] = append(before[d], b)
+		if d == 3 {
+			d = rng.IntN(3)
+		}
+		after[d] = append(after[d], b)
+	}
+	return before, after
+}
+
+func mustBuckets(tb testing.TB, bs []uint32) *BucketSet {
+	s, err := NewBucketSet(MaxBuckets, bs...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// nftElements writes `<verb> element inet <table> owned { ... }`.
+func nftElements(sb *strings.Builder, verb, table string, bs []uint32) {
+	if len(bs) == 0 {
+		return
+	}
+	fmt.Fprintf(sb, "%s element inet %s %s { ", verb, table, SetOwned)
+	for i, b := range bs {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprint(sb, b)
+	}
+	sb.WriteString(" }\n")
+}
+
+// nftDelta is the change Apply sends, for `nft -f`: delete the buckets given
+// up, add the buckets gained.
+func nftDelta(table string, from, to *BucketSet) string {
+	add, del := diffBuckets(from, to)
+	var sb strings.Builder
+	nftElements(&sb, "delete", table, del)
+	nftElements(&sb, "add", table, add)
+	return sb.String()
+}
+
+// nftReplace is the full replacement (Resync), for `nft -f`.
+func nftReplace(table string, to *BucketSet) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "flush set inet %s %s\n", table, SetOwned)
+	nftElements(&sb, "add", table, to.Buckets())
+	return sb.String()
+}
+
+// BenchmarkApply reassigns 65536 buckets among 4 directors (one leaves) on
+// the three survivors, through Apply and through Debian's `nft -f` applying
+// the same flush-and-add, each director in its own namespace.
+func BenchmarkApply(b *testing.B) {
+	requireRoot(b)
+	if _, err := exec.LookPath("nft"); err != nil {
+		b.Fatalf("nft (Debian package nftables) is required: %v", err)
+	}
+	before, after := benchAssignments()
+	cfg := Config{Buckets: MaxBuckets, Seed: 0x51, Services: []Service{
+		{VIP: netip.MustParseAddr("10.96.0.1"), Protocol: ProtocolBoth, Sense: SenseSrcPort},
+		{VIP: netip.MustParseAddr("fd00:96::1"), Protocol: ProtocolBoth, Sense: SenseSrcAddrSrcPort},
+	}}
+	ctx := context.Background()
+	dirs := make([]*netNS, 3)
+	filters := make([]*Filter, 3)
+	beforeSets, afterSets := make([]*BucketSet, 3), make([]*BucketSet, 3)
+	deltaScripts, fullScripts := make([]string, 3), make([]string, 3)
+	tmp := b.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	for d := range dirs {
+		dirs[d] = newNetNS(b, fmt.Sprintf("bench%d", d))
+		f, err := Open(ctx, cfg, WithNetNS(dirs[d].fd))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = f.Close(ctx) })
+		filters[d] = f
+		beforeSets[d], afterSets[d] = mustBuckets(b, before[d]), mustBuckets(b, after[d])
+		deltaScripts[d] = write(fmt.Sprintf("delta%d.nft", d), nftDelta(cfg.TableName(), beforeSets[d], afterSets[d]))
+		fullScripts[d] = write(fmt.Sprintf("full%d.nft", d), nftReplace(cfg.TableName(), afterSets[d]))
+	}
+	reset := func() {
+		for d, f := range filters {
+			if err := f.Apply(ctx, beforeSets[d]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	checkAfter := func(how string) {
+		for d, f := range filters {
+			extra, missing, err := f.Verify(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(extra) != 0 || len(missing) != 0 {
+				b.Fatalf("%s on d%d: kernel set differs from the assignment: %d extra, %d missing", how, d+1, len(extra), len(missing))
+			}
+		}
+	}
+	nft := func(d int, script string) time.Duration {
+		var took time.Duration
+		err := dirs[d].do(func() error {
+			// A child forked from this locked thread starts in the
+			// director's namespace.
+			start := time.Now()
+			out, err := exec.Command("nft", "-f", script).CombinedOutput()
+			took = time.Since(start)
+			if err != nil {
+				return fmt.Errorf("nft -f: %v: %s", err, out)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return took
+	}
+	var applyT, nftT, fullT, nftFullT time.Duration
+	var changes int
+	for b.Loop() {
+		b.StopTimer()
+		reset()
+		b.StartTimer()
+		for d, f := range filters {
+			start := time.Now()
+			if err := f.Apply(ctx, afterSets[d]); err != nil {
+				b.Fatal(err)
+			}
+			applyT += time.Since(start)
+			changes++
+		}
+		b.StopTimer()
+		for d, f := range filters {
+			f.applied = copyBuckets(afterSets[d]) // as Verify will check
+		}
+		checkAfter("Apply")
+		reset()
+		for d := range filters {
+			nftT += nft(d, deltaScripts[d])
+			filters[d].applied = copyBuckets(afterSets[d])
+		}
+		checkAfter("nft -f delta")
+		reset()
+		for d, f := range filters {
+			start := time.Now()
+			if err := f.replace(afterSets[d]); err != nil {
+				b.Fatal(err)
+			}
+			fullT += time.Since(start)
+			f.applied = copyBuckets(afterSets[d])
+		}
+		checkAfter("full replace")
+		reset()
+		for d := range filters {
+			nftFullT += nft(d, fullScripts[d])
+			filters[d].applied = copyBuckets(afterSets[d])
+		}
+		checkAfter("nft -f full")
+		b.StartTimer()
+	}
+	b.StopTimer()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(changes) }
+	b.ReportMetric(ms(applyT), "apply-ms")
+	b.ReportMetric(ms(nftT), "nft-cli-ms")
+	b.ReportMetric(ms(applyT)/ms(nftT), "apply/nft-cli")
+	b.ReportMetric(ms(fullT), "apply-full-ms")
+	b.ReportMetric(ms(nftFullT), "nft-cli-full-ms")
+	b.ReportMetric(ms(fullT)/ms(nftFullT), "apply-full/nft-cli-full")
+	moved := 0
+	for d := range filters {
+		a, r := diffBuckets(beforeSets[d], afterSets[d])
+		moved += len(a) + len(r)
+	}
+	b.ReportMetric(float64(moved)/float64(len(filters)), "changed-elements")
+}
