@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"syscall"
 
