@@ -141,3 +141,27 @@ func TestScanConsole(t *testing.T) {
 		t.Errorf("no marker: exit %d, want -1", exit)
 	}
 }
+
+func TestJudge(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		exit int
+		out  string
+		want verdict
+		msg  string
+	}{
+		{"pass", 0, "=== RUN   TestA\n--- PASS: TestA (0.01s)\nPASS\n", verdictPass, ""},
+		{"fail", 1, "--- FAIL: TestA (0.01s)\nFAIL\n", verdictFail, "exit status 1"},
+		{"panic", 2, "panic: boom\n", verdictFail, "exit status 2"},
+		{"skip", 0, "--- SKIP: TestA (0.00s)\n    x_test.go:9: no\nPASS\n", verdictSkip, "skipped"},
+		{"no match", 0, "testing: warning: no tests to run\nPASS\n", verdictFail, "no test matching"},
+		{"silent", 0, "PASS\n", verdictFail, "without reporting TestA as passed"},
+		{"subtest name only", 0, "    --- PASS: TestA (0.01s)\n", verdictFail, "without reporting"},
+		{"prefix of another test", 0, "--- PASS: TestAB (0.01s)\n", verdictFail, "without reporting"},
+	} {
+		v, msg := judge("TestA", "^TestA$", tc.exit, tc.out)
+		if v != tc.want || !strings.Contains(msg, tc.msg) {
+			t.Errorf("%s: verdict %v %q, want %v containing %q", tc.name, v, msg, tc.want, tc.msg)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestIntegrationKernelLabGuest runs its body in the guest and checks the
@@ -44,12 +45,23 @@ func TestIntegrationKernelLabGuest(t *testing.T) {
 		if data, err := os.ReadFile("testdata/guest.txt"); err != nil || !bytes.Contains(data, []byte("testdata reaches the guest")) {
 			t.Errorf("testdata/guest.txt in the guest: %q, %v", data, err)
 		}
+		if out, err := exec.Command("/usr/local/bin/hello").CombinedOutput(); err != nil || string(out) != "hello from 1\n" {
+			t.Errorf("Go binary built for the guest: %q, %v", out, err)
+		}
+		if data, err := os.ReadFile("/etc/lab-extra"); err != nil || string(data) != "extra\n" {
+			t.Errorf("/etc/lab-extra: %q, %v", data, err)
+		}
+		if v := os.Getenv("LAB_EXTRA_ENV"); v != "it's here" {
+			t.Errorf("LAB_EXTRA_ENV=%q", v)
+		}
 		t.Run("subtest", func(t *testing.T) {
 			if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
 				t.Errorf("/proc/net/ip_vs: %v", err)
 			}
 		})
-	}, WithData("/etc/lab-extra", []byte("extra\n"), 0o644))
+	}, WithData("/etc/lab-extra", []byte("extra\n"), 0o644),
+		WithGoBinary("/usr/local/bin/hello", "./testdata/hello"),
+		WithEnv("LAB_EXTRA_ENV", "it's here"))
 }
 
 // TestIntegrationKernelLabExitStatus shows that a failing guest script is
@@ -85,5 +97,27 @@ func TestIntegrationKernelLabExitStatus(t *testing.T) {
 	}
 	if strings.Contains(out.String(), markerExit) {
 		t.Errorf("marker line leaked into the output:\n%s", out.String())
+	}
+}
+
+// TestIntegrationKernelLabTimeout shows that a guest that does not finish in
+// time is killed and reported, not waited for.
+func TestIntegrationKernelLabTimeout(t *testing.T) {
+	if Inside() {
+		t.Skip("host-side test")
+	}
+	if testing.Short() {
+		t.Skip("skipping kernel lab test in -short mode")
+	}
+	if _, err := exec.LookPath(qemuBinary); err != nil {
+		t.Skipf("skipping: %v", ErrNoQEMU)
+	}
+	start := time.Now()
+	_, err := Exec(context.Background(), Spec{Script: "sleep 600\n", Timeout: 20 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "killed after 20s") {
+		t.Errorf("Exec of a hanging guest: %v", err)
+	}
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("hanging guest took %v to be killed", d)
 	}
 }

@@ -155,18 +155,37 @@ func Run(t *testing.T, body func(t *testing.T), opts ...Option) {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	out := lw.text()
-	top := strings.SplitN(t.Name(), "/", 2)[0]
-	switch {
-	case res.ExitCode != 0:
-		t.Fatalf("kernel lab: guest test %s failed with exit status %d (guest output above)", t.Name(), res.ExitCode)
-	case strings.Contains(out, "no tests to run"):
-		t.Fatalf("kernel lab: guest test binary found no test matching %q", pattern)
-	case regexp.MustCompile(`(?m)^--- SKIP: ` + regexp.QuoteMeta(top) + ` `).MatchString(out):
-		t.Skipf("kernel lab: guest test %s skipped (guest output above)", top)
-	case !regexp.MustCompile(`(?m)^--- PASS: ` + regexp.QuoteMeta(top) + ` `).MatchString(out):
-		t.Fatalf("kernel lab: guest exited 0 without reporting %s as passed", top)
+	switch v, msg := judge(t.Name(), pattern, res.ExitCode, lw.text()); v {
+	case verdictFail:
+		t.Fatal(msg)
+	case verdictSkip:
+		t.Skip(msg)
 	}
+}
+
+type verdict int
+
+const (
+	verdictPass verdict = iota
+	verdictFail
+	verdictSkip
+)
+
+// judge decides the host test's outcome from the guest test binary's exit
+// status and -test.v output.
+func judge(name, pattern string, exit int, out string) (verdict, string) {
+	top := strings.SplitN(name, "/", 2)[0]
+	switch {
+	case exit != 0:
+		return verdictFail, fmt.Sprintf("kernel lab: guest test %s failed with exit status %d (guest output above)", name, exit)
+	case strings.Contains(out, "testing: warning: no tests to run"):
+		return verdictFail, fmt.Sprintf("kernel lab: guest test binary found no test matching %q", pattern)
+	case regexp.MustCompile(`(?m)^--- SKIP: ` + regexp.QuoteMeta(top) + ` `).MatchString(out):
+		return verdictSkip, fmt.Sprintf("kernel lab: guest test %s skipped (guest output above)", top)
+	case !regexp.MustCompile(`(?m)^--- PASS: ` + regexp.QuoteMeta(top) + ` `).MatchString(out):
+		return verdictFail, fmt.Sprintf("kernel lab: guest exited 0 without reporting %s as passed", top)
+	}
+	return verdictPass, ""
 }
 
 // testPattern turns a test name into a -test.run pattern matching exactly it.
