@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -90,7 +91,11 @@ func (c *cluster) start(id string) *testNode {
 	}
 	lossy := transport.NewLossy(tr, c.opts.loss, uint64(len(c.nodes)+1))
 	be := conn.NewMemoryBackend()
-	n, err := New(cfg, Deps{Backend: be, Transport: lossy})
+	var logger *slog.Logger
+	if os.Getenv("SYNCD_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", id)
+	}
+	n, err := New(cfg, Deps{Backend: be, Transport: lossy, Logger: logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}

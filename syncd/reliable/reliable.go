@@ -201,6 +201,7 @@ type Receiver struct {
 	ctrlMask uint64 // bit i: ctrlHigh-i seen
 
 	snapshot bool
+	fresh    bool // first contact, nothing accepted nor announced yet
 	stats    Stats
 }
 
@@ -265,8 +266,10 @@ func (r *Receiver) incarnation(inc, seq uint64, now int64) bool {
 	switch {
 	case !r.known && seq > r.cfg.Window:
 		r.reset(inc, seq)
+		r.fresh = false
 	case !r.known:
 		r.reset(inc, 1)
+		r.fresh = false
 	case inc < r.inc:
 		r.stats.Stale++
 		return false
@@ -328,6 +331,7 @@ func (r *Receiver) OnData(inc, seq uint64, now int64) Verdict {
 		r.stats.Duplicates++
 		return Duplicate
 	}
+	r.fresh = false
 	r.extend(seq, now)
 	delete(r.gaps, seq)
 	r.setDone(seq)
@@ -343,8 +347,10 @@ func (r *Receiver) OnControl(inc, cseq uint64, now int64) Verdict {
 		return TooOld
 	}
 	if !r.known {
-		// A heartbeat is the first we hear: nothing to backfill.
+		// A control packet is the first we hear: the first heartbeat
+		// decides where to start.
 		r.reset(inc, 1)
+		r.fresh = true
 		r.ctrlHigh, r.ctrlMask = cseq, 1
 		return Accept
 	}
@@ -382,11 +388,14 @@ func (r *Receiver) OnHeartbeat(highest, lowestRetained uint64, now int64) {
 	if !r.known {
 		return
 	}
-	if r.base == 1 && r.high == 0 && r.stats.Accepted == 0 && r.stats.Lost == 0 && highest > 0 && lowestRetained > 1 {
-		// First contact by heartbeat with a long-running sender: start
-		// after its history (the snapshot carries it).
-		r.base, r.high = highest+1, highest
-		return
+	if r.fresh {
+		r.fresh = false
+		if lowestRetained > 1 && r.base == 1 && r.high == 0 {
+			// First contact by heartbeat with a sender whose ring has
+			// wrapped: start after its history (the snapshot carries it).
+			r.base, r.high = highest+1, highest
+			return
+		}
 	}
 	r.extend(highest, now)
 	for s := r.base; s < lowestRetained && s <= r.high; s++ {

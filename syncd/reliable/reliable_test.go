@@ -274,3 +274,17 @@ func TestPure(t *testing.T) {
 		}
 	}
 }
+
+// A known sender whose every data packet was lost: the gap beyond its
+// ring is given up (and a snapshot requested), not skipped as history.
+func TestKnownSenderLossBeyondRing(t *testing.T) {
+	r := NewReceiver(Config{})
+	r.OnControl(1, 1, 0)
+	r.OnHeartbeat(0, 1, 0)
+	r.OnControl(1, 2, 0)
+	r.OnHeartbeat(45, 42, 0)
+	st := r.Stats()
+	if st.Lost != 41 || st.Missing != 4 || !r.TakeSnapshotRequest() {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -234,6 +234,13 @@ func NewLossy(t Transport, loss float64, seed uint64) *Lossy {
 	return &Lossy{Transport: t, Loss: loss, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
 
+// SetLoss changes the drop probability.
+func (l *Lossy) SetLoss(p float64) {
+	l.mu.Lock()
+	l.Loss = p
+	l.mu.Unlock()
+}
+
 func (l *Lossy) drop() bool {
 	l.mu.Lock()
 	d := l.rng.Float64() < l.Loss
