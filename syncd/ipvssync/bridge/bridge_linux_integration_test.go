@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -268,6 +269,242 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 				d.mu.Unlock()
 			}
 		})
+		// mkConn builds a record as the kernel's master would: INACTIVE set
+		// for every TCP state but ESTABLISHED.
+		mkConn := func(cport uint16, vip, rs string, state uint16, timeout uint32) ipvssync.Conn {
+			flags := ipvssync.FlagDRoute
+			if state != ipvssync.TCPEstablished {
+				flags |= ipvssync.FlagInactive
+			}
+			return ipvssync.Conn{Protocol: ipvssync.ProtoTCP, Flags: flags, State: state,
+				CPort: cport, VPort: 80, DPort: 80, Timeout: timeout,
+				CAddr: l.client, VAddr: netip.MustParseAddr(vip), DAddr: netip.MustParseAddr(rs)}
+		}
+		absent := func(t *testing.T, ns string, cport uint16, what string) {
+			t.Helper()
+			if _, _, err := waitConn(ns, l.client, cport, false, 1500*time.Millisecond); err == nil {
+				t.Errorf("%s: entry for port %d appeared in %s", what, cport, ns)
+			}
+		}
+
+		// A kernel-format message sent on the LAN, multicast to the sync
+		// group and unicast to each director, reaches no kernel thread:
+		// they listen on the private dummy link only.
+		t.Run("LANForgeryRejected", func(t *testing.T) {
+			msg, err := ipvssync.AppendMessage(nil, 0, []ipvssync.Conn{mkConn(42001, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900)}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := inNetns(l.cli, func() error {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				eth, err := net.InterfaceByName("eth0")
+				if err != nil {
+					return err
+				}
+				if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(eth.Index)}); err != nil {
+					return err
+				}
+				for _, dst := range [][4]byte{{224, 0, 0, 81}, {10, 0, 0, 2}, {10, 0, 0, 3}} {
+					for i := 0; i < 3; i++ {
+						if err := unix.Sendto(fd, msg, 0, &unix.SockaddrInet4{Port: 8848, Addr: dst}); err != nil {
+							return fmt.Errorf("send to %v: %w", dst, err)
+						}
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			absent(t, l.dirA, 42001, "forged LAN message")
+			absent(t, l.dirB, 42001, "forged LAN message")
+			// Control: the same bytes through the bridge's own link are accepted.
+			if err := a.b.send(context.Background(), [][]byte{msg}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := waitConn(l.dirA, l.client, 42001, false, 2*time.Second); err != nil {
+				t.Fatalf("control injection: %v", err)
+			}
+		})
+
+		// What the kernel's backup does with injected messages.
+		t.Run("BackupSemantics", func(t *testing.T) {
+			send := func(conns ...ipvssync.Conn) {
+				t.Helper()
+				msg, err := ipvssync.AppendMessage(nil, 0, conns, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := b.b.send(context.Background(), [][]byte{msg}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			active := func() string {
+				out := sh(t, "ip netns exec "+b.ns+" ipvsadm -L -n -t 10.0.0.100:80")
+				var rs []string
+				for _, ln := range strings.Split(out, "\n") {
+					if f := strings.Fields(ln); len(f) == 6 && f[0] == "->" {
+						rs = append(rs, f[1]+" active="+f[4]+" inactive="+f[5])
+					}
+				}
+				return strings.Join(rs, ", ")
+			}
+			before := active()
+			// No virtual service for 10.0.0.200: the entry is still created.
+			send(mkConn(42010, "10.0.0.200", "10.0.0.11", ipvssync.TCPEstablished, 900))
+			if p, _, err := waitConn(b.ns, l.client, 42010, false, 2*time.Second); err != nil {
+				t.Errorf("entry without a virtual service: %v", err)
+			} else {
+				t.Logf("entry without a virtual service: %+v", p)
+			}
+			send(mkConn(42011, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900))
+			p, _, err := waitConn(b.ns, l.client, 42011, false, 2*time.Second)
+			if err != nil || p.DAddr != netip.MustParseAddr("10.0.0.11") || p.Expires < 895 {
+				t.Fatalf("first message: %+v %v", p, err)
+			}
+			after := active()
+			t.Logf("real servers before %s; after one injected ESTABLISHED entry %s", before, after)
+			if before == after {
+				t.Errorf("injected entry not counted in the real server's connections: %s", after)
+			}
+			// The same tuple, another real server: replaced.
+			send(mkConn(42011, "10.0.0.100", "10.0.0.12", ipvssync.TCPEstablished, 600))
+			time.Sleep(300 * time.Millisecond)
+			p, _, _ = waitConn(b.ns, l.client, 42011, false, time.Second)
+			if p.DAddr != netip.MustParseAddr("10.0.0.12") || p.Expires > 600 || p.Expires < 595 {
+				t.Errorf("after a second message naming 10.0.0.12 with timeout 600: %+v", p)
+			}
+			// Same real server, CLOSE with 10 s: state and timeout replaced.
+			send(mkConn(42011, "10.0.0.100", "10.0.0.12", ipvssync.TCPClose, 10))
+			time.Sleep(300 * time.Millisecond)
+			p, _, _ = waitConn(b.ns, l.client, 42011, false, time.Second)
+			if p.StateName != "CLOSE" || p.Expires > 10 {
+				t.Errorf("after CLOSE/10s: %+v", p)
+			}
+			// CLOSE naming another real server: the kernel takes it for the
+			// expiry of an entry already replaced and ignores it.
+			send(mkConn(42011, "10.0.0.100", "10.0.0.11", ipvssync.TCPClose, 10))
+			time.Sleep(300 * time.Millisecond)
+			p, _, _ = waitConn(b.ns, l.client, 42011, false, time.Second)
+			t.Logf("after CLOSE naming the other real server: %+v", p)
+			if p.DAddr != netip.MustParseAddr("10.0.0.12") {
+				t.Errorf("inactive message for another real server replaced the entry: %+v", p)
+			}
+			// Timeout 0: the kernel's default for the state.
+			send(mkConn(42012, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 0))
+			if p, _, err := waitConn(b.ns, l.client, 42012, false, 2*time.Second); err != nil || p.Expires < 895 {
+				t.Errorf("timeout 0: %+v %v", p, err)
+			}
+
+			// Silently dropped by the backup: size field differing from the
+			// datagram, an unknown state, a datagram over its maxlen.
+			good, _ := ipvssync.AppendMessage(nil, 0, []ipvssync.Conn{mkConn(42020, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900)}, 0)
+			badSize := append(append([]byte(nil), good...), 0, 0, 0, 0)
+			badState := append([]byte(nil), good...)
+			badState[8+9] = ipvssync.TCPStateLast // state low byte
+			var many []ipvssync.Conn
+			for i := 0; i < 41; i++ {
+				many = append(many, mkConn(42030+uint16(i), "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900))
+			}
+			big, err := ipvssync.AppendMessage(nil, 0, many, 65000)
+			if err != nil || len(big) <= ipvssync.DefaultMaxLen {
+				t.Fatalf("oversized message: %d bytes, %v", len(big), err)
+			}
+			if err := b.b.send(context.Background(), [][]byte{badSize, badState, big}); err != nil {
+				t.Fatal(err)
+			}
+			absent(t, b.ns, 42020, "size mismatch / unknown state")
+			absent(t, b.ns, 42030, "datagram over maxlen")
+			if _, err := ipvssync.Pack(0, many, 0); err != nil {
+				t.Fatal(err)
+			}
+			msgs, _ := ipvssync.Pack(0, many, 0)
+			if err := b.b.send(context.Background(), msgs); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := waitConn(b.ns, l.client, 42070, false, 2*time.Second); err != nil {
+				t.Errorf("the same 41 records packed by Pack (%d datagrams): %v", len(msgs), err)
+			}
+		})
+
+		// The master disables multicast loopback: a UDP socket joined to
+		// the group on the same link receives none of its messages.
+		t.Run("UDPSocketSeesNoMasterMessage", func(t *testing.T) {
+			var fd int
+			if err := inNetns(l.dirA, func() error {
+				var err error
+				fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+				if err != nil {
+					return err
+				}
+				if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+					return err
+				}
+				if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 8848, Addr: [4]byte{224, 0, 0, 81}}); err != nil {
+					return fmt.Errorf("bind next to the backup with SO_REUSEADDR: %w", err)
+				}
+				return unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP,
+					&unix.IPMreqn{Multiaddr: [4]byte{224, 0, 0, 81}, Ifindex: int32(a.b.Interface())})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			l.via(t, a.ns)
+			l.connect(t, 42100, 80)
+			if _, _, err := waitConn(b.ns, l.client, 42100, false, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := a.exportedAt(exportKey{l.client, 42100, false}); !ok {
+				t.Fatal("not exported")
+			}
+			tv := unix.Timeval{Usec: 200000}
+			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := unix.Recvfrom(fd, buf, 0)
+				if err != nil {
+					break
+				}
+				if sa, ok := from.(*unix.SockaddrInet4); ok && sa.Port == int(a.b.injPort) {
+					continue // an injection from B's exports
+				}
+				t.Errorf("UDP socket received a %d-byte message from %v", n, from)
+			}
+		})
+
+		// A socket that binds the sync port first, without SO_REUSEADDR,
+		// keeps the kernel's backup from starting.
+		t.Run("BackupMustBindFirst", func(t *testing.T) {
+			ns := "order" + l.dirA
+			sh(t, "ip netns add "+ns+" && ip -n "+ns+" link add s0 type dummy && ip -n "+ns+" link set s0 multicast on up")
+			defer exec.Command("/usr/sbin/ip", "netns", "del", ns).Run()
+			var fd int
+			if err := inNetns(ns, func() error {
+				var err error
+				if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0); err != nil {
+					return err
+				}
+				return unix.Bind(fd, &unix.SockaddrInet4{Port: 8848})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			d := ipvsadmDaemons{ns: ns}
+			err := d.StartDaemon(context.Background(), DaemonConfig{State: Backup, Interface: "s0"})
+			unix.Close(fd)
+			if err == nil {
+				d.StopDaemon(context.Background(), Backup)
+				t.Fatal("backup started although a user socket held the port")
+			}
+			t.Logf("backup with the port taken: %v", err)
+			if err := d.StartDaemon(context.Background(), DaemonConfig{State: Backup, Interface: "s0"}); err != nil {
+				t.Fatalf("backup once the port is free: %v", err)
+			}
+			d.StopDaemon(context.Background(), Backup)
+		})
+
 		t.Run("Diagnostics", func(t *testing.T) {
 			for _, ns := range []string{l.dirA, l.dirB} {
 				t.Logf("%s link:\n%s", ns, sh(t, "ip -n "+ns+" -s -d addr show "+DefaultInterface))
