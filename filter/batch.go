@@ -80,6 +80,9 @@ func (e *elemBatcher) send(flush bool, del, add []uint32) error {
 	if len(errs) > 0 {
 		// The first error is the refused message; the kernel aborted
 		// the whole batch.
+		if errors.Is(errs[0], unix.ENFILE) {
+			return fmt.Errorf("set is full: %w", errs[0])
+		}
 		return errs[0]
 	}
 	return nil
