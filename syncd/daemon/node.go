@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,9 @@ type Node struct {
 
 	keyring atomic.Pointer[wire.Keyring]
 	keyMod  time.Time
+	// selfPrefix is how our own packets' bodies begin (field 1, sender):
+	// multicast loops them back, and they are dropped before verifying.
+	selfPrefix []byte
 
 	mu          sync.Mutex
 	tab         *table.Table
@@ -86,7 +90,8 @@ type Node struct {
 	sent        struct{ data, ctrl, retrans, errors, nackedGone uint64 }
 	lastFlush   time.Time
 	lastHB      time.Time
-	lastExpire  time.Time
+	expireCur   uint32
+	expireDebt  float64
 	lastKeyPoll time.Time
 	refreshCur  uint32
 	refreshDebt float64
@@ -119,6 +124,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		snapState: syncdpb.SnapshotState_SNAPSHOT_STATE_PENDING,
 		logLast:   map[string]time.Time{}, logSupp: map[string]int{},
 	}
+	n.selfPrefix = append([]byte{0x0a, byte(len(cfg.NodeID))}, cfg.NodeID...)
 	if fi, err := os.Stat(cfg.KeyFile); err == nil {
 		n.keyMod = fi.ModTime()
 	}
@@ -348,6 +354,9 @@ func (n *Node) recvLoop(ctx context.Context) {
 
 // handle processes one datagram; it returns its scratch slices for reuse.
 func (n *Node) handle(ctx context.Context, dg []byte, from netip.AddrPort, s *wire.Sealer, pkt *syncdpb.Packet, es, imp []conn.Entry) ([]conn.Entry, []conn.Entry) {
+	if len(dg) > wire.HeaderLen && bytes.HasPrefix(dg[wire.HeaderLen:], n.selfPrefix) {
+		return es, imp // our own, looped back (a forgery of our id is ignored alike)
+	}
 	now := time.Now()
 	proto.Reset(pkt)
 	r, err := s.OpenPacket(dg, now, pkt)
@@ -533,9 +542,13 @@ func (n *Node) tick(ctx context.Context, now time.Time) {
 			Ready: n.snapState == syncdpb.SnapshotState_SNAPSHOT_STATE_COMPLETE,
 		}, nil)
 	}
-	if now.Sub(n.lastExpire) >= n.cfg.Expire {
-		n.lastExpire = now
-		n.expired += uint64(n.tab.Expire(now))
+	// Sweep the table once per expire interval, in steps per tick.
+	n.expireDebt += float64(n.tab.Len()) * float64(n.cfg.Tick) / float64(n.cfg.Expire)
+	if k := int(n.expireDebt); k > 0 {
+		n.expireDebt -= float64(k)
+		var removed int
+		removed, n.expireCur = n.tab.ExpireSome(now, n.expireCur, k)
+		n.expired += uint64(removed)
 	}
 	n.refreshLocked(now)
 }

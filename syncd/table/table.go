@@ -61,6 +61,13 @@ type record struct {
 	origin  uint16 // index into Table.origins
 }
 
+// slot is an index entry: the key's hash (so probes and growth rarely
+// touch records) and the record index+1 (0: empty).
+type slot struct {
+	hash uint32
+	rec  uint32
+}
+
 // extra holds the rarely present variable fields.
 type extra struct {
 	hasSeq bool
@@ -74,7 +81,7 @@ type Table struct {
 	base   time.Time
 	chunks [][]record
 	n      uint32
-	index  []uint32 // record index+1; 0 empty. len is a power of two.
+	index  []slot // len is a power of two
 	mask   uint32
 
 	extras    []extra
@@ -89,7 +96,7 @@ type Table struct {
 // pass the current time.
 func New(base time.Time) *Table {
 	t := &Table{base: base, originIDs: make(map[string]uint16)}
-	t.index = make([]uint32, 1024)
+	t.index = make([]slot, 1024)
 	t.mask = 1023
 	return t
 }
@@ -133,16 +140,18 @@ func hashKey(k *conn.Key) uint32 {
 	return uint32(h) ^ uint32(h>>32)
 }
 
-// find returns the index slot holding k, or the empty slot where it would go.
-func (t *Table) find(k *conn.Key) (slot uint32, found bool) {
-	s := hashKey(k) & t.mask
+// find returns the index position holding k, or the empty one where it
+// would go, and k's hash.
+func (t *Table) find(k *conn.Key) (pos uint32, h uint32, found bool) {
+	h = hashKey(k)
+	s := h & t.mask
 	for {
 		v := t.index[s]
-		if v == 0 {
-			return s, false
+		if v.rec == 0 {
+			return s, h, false
 		}
-		if t.rec(v-1).key == *k {
-			return s, true
+		if v.hash == h && t.rec(v.rec-1).key == *k {
+			return s, h, true
 		}
 		s = (s + 1) & t.mask
 	}
@@ -150,14 +159,14 @@ func (t *Table) find(k *conn.Key) (slot uint32, found bool) {
 
 func (t *Table) grow() {
 	old := t.index
-	t.index = make([]uint32, len(old)*2)
+	t.index = make([]slot, len(old)*2)
 	t.mask = uint32(len(t.index) - 1)
 	for _, v := range old {
-		if v == 0 {
+		if v.rec == 0 {
 			continue
 		}
-		s := hashKey(&t.rec(v-1).key) & t.mask
-		for t.index[s] != 0 {
+		s := v.hash & t.mask
+		for t.index[s].rec != 0 {
 			s = (s + 1) & t.mask
 		}
 		t.index[s] = v
@@ -188,10 +197,10 @@ func (t *Table) Upsert(e *conn.Entry, now time.Time) Result {
 		}
 	}
 	k := e.Key()
-	slot, found := t.find(&k)
+	pos, h, found := t.find(&k)
 	exp := t.secs(now) + e.Timeout
 	if found {
-		r := t.rec(t.index[slot] - 1)
+		r := t.rec(t.index[pos].rec - 1)
 		held := t.origins[r.origin]
 		switch {
 		case e.Version == r.version && e.Origin == held:
@@ -207,7 +216,7 @@ func (t *Table) Upsert(e *conn.Entry, now time.Time) Result {
 	}
 	if (t.n+1)*4 > uint32(len(t.index))*3 {
 		t.grow()
-		slot, _ = t.find(&k)
+		pos, _, _ = t.find(&k)
 	}
 	i := t.n
 	if int(i>>chunkBits) == len(t.chunks) {
@@ -217,7 +226,7 @@ func (t *Table) Upsert(e *conn.Entry, now time.Time) Result {
 	r := t.rec(i)
 	*r = record{}
 	t.fill(r, e, &k, exp)
-	t.index[slot] = i + 1
+	t.index[pos] = slot{hash: h, rec: i + 1}
 	return Inserted
 }
 
@@ -253,12 +262,12 @@ func (t *Table) fill(r *record, e *conn.Entry, k *conn.Key, exp uint32) {
 
 // Get returns the entry held for k.
 func (t *Table) Get(k conn.Key, now time.Time) (conn.Entry, bool) {
-	slot, found := t.find(&k)
+	pos, _, found := t.find(&k)
 	if !found {
 		return conn.Entry{}, false
 	}
 	var e conn.Entry
-	t.load(t.rec(t.index[slot]-1), &e, t.secs(now))
+	t.load(t.rec(t.index[pos].rec-1), &e, t.secs(now))
 	return e, true
 }
 
@@ -301,8 +310,8 @@ func (t *Table) load(r *record, e *conn.Entry, nowS uint32) {
 
 // remove deletes the record at index slot (backward-shift deletion) and
 // moves the last record into its place.
-func (t *Table) remove(slot uint32) {
-	i := t.index[slot] - 1
+func (t *Table) remove(pos uint32) {
+	i := t.index[pos].rec - 1
 	r := t.rec(i)
 	t.originCount[r.origin]--
 	if r.extra != 0 {
@@ -311,19 +320,19 @@ func (t *Table) remove(slot uint32) {
 	}
 	// Backward shift.
 	for {
-		t.index[slot] = 0
-		next := slot
+		t.index[pos] = slot{}
+		next := pos
 		for {
 			next = (next + 1) & t.mask
 			v := t.index[next]
-			if v == 0 {
+			if v.rec == 0 {
 				goto shifted
 			}
-			ideal := hashKey(&t.rec(v-1).key) & t.mask
-			// Can v move to slot? Only if slot lies cyclically in [ideal, next).
-			if (next-ideal)&t.mask >= (next-slot)&t.mask {
-				t.index[slot] = v
-				slot = next
+			ideal := v.hash & t.mask
+			// Can v move to pos? Only if pos lies cyclically in [ideal, next).
+			if (next-ideal)&t.mask >= (next-pos)&t.mask {
+				t.index[pos] = v
+				pos = next
 				break
 			}
 		}
@@ -332,9 +341,9 @@ shifted:
 	last := t.n - 1
 	if i != last {
 		lr := t.rec(last)
-		ls, _ := t.find(&lr.key)
+		ls, _, _ := t.find(&lr.key)
 		*r = *lr
-		t.index[ls] = i + 1
+		t.index[ls].rec = i + 1
 	}
 	*t.rec(last) = record{}
 	t.n--
@@ -346,9 +355,9 @@ shifted:
 
 // Delete removes k. It reports whether k was held.
 func (t *Table) Delete(k conn.Key) bool {
-	slot, found := t.find(&k)
+	pos, _, found := t.find(&k)
 	if found {
-		t.remove(slot)
+		t.remove(pos)
 	}
 	return found
 }
@@ -364,11 +373,34 @@ func (t *Table) Expire(now time.Time) int {
 			i++
 			continue
 		}
-		slot, _ := t.find(&r.key)
-		t.remove(slot) // moves the last record to i: look at i again
+		pos, _, _ := t.find(&r.key)
+		t.remove(pos) // moves the last record to i: look at i again
 		removed++
 	}
 	return removed
+}
+
+// ExpireSome examines up to max records from position cursor, removes
+// the expired ones, and returns how many it removed and the cursor to
+// continue from (0 after the last record). Calling it repeatedly sweeps
+// the table in bounded steps.
+func (t *Table) ExpireSome(now time.Time, cursor uint32, max int) (removed int, next uint32) {
+	nowS := t.secs(now)
+	i := cursor
+	for ; i < t.n && max > 0; max-- {
+		r := t.rec(i)
+		if r.expires > nowS {
+			i++
+			continue
+		}
+		pos, _, _ := t.find(&r.key)
+		t.remove(pos) // moves the last record to i: look at i again
+		removed++
+	}
+	if i >= t.n {
+		return removed, 0
+	}
+	return removed, i
 }
 
 // Filter selects entries for Scan. Zero fields match everything.

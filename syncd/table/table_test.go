@@ -99,6 +99,29 @@ func TestExpire(t *testing.T) {
 	}
 }
 
+func TestExpireSomeSweeps(t *testing.T) {
+	tb := New(t0)
+	for i := 0; i < 1000; i++ {
+		e := entry(i, "d1", 1)
+		e.Timeout = uint32(1 + i%2*100)
+		tb.Upsert(&e, t0)
+	}
+	now := t0.Add(10 * time.Second)
+	total, cur, steps := 0, uint32(0), 0
+	for {
+		n, next := tb.ExpireSome(now, cur, 64)
+		total += n
+		steps++
+		if next == 0 {
+			break
+		}
+		cur = next
+	}
+	if total != 500 || tb.Len() != 500 || steps < 10 {
+		t.Fatalf("removed %d in %d steps, %d left", total, steps, tb.Len())
+	}
+}
+
 // TestTableMatchesModel checks the open-addressing table against a plain map.
 func TestTableMatchesModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {

@@ -91,6 +91,24 @@ func reuse(_, _ string, c syscall.RawConn) error {
 	return serr
 }
 
+// setReadBuffer sizes the receive buffer: SO_RCVBUFFORCE when privileged
+// (beyond net.core.rmem_max), else SO_RCVBUF capped by the kernel.
+func setReadBuffer(c *net.UDPConn, n int) {
+	if n <= 0 {
+		return
+	}
+	rc, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		if err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+		}); err == nil && serr == nil {
+			return
+		}
+	}
+	_ = c.SetReadBuffer(n)
+}
+
 // Open opens the transport described by c.
 func Open(ctx context.Context, c Config) (Transport, error) {
 	if err := c.Validate(); err != nil {
@@ -135,9 +153,7 @@ func openUnicast(ctx context.Context, c Config) (Transport, error) {
 		return nil, fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
 	u := &udp{conn: pc.(*net.UDPConn), self: c.Listen}
-	if c.ReadBuffer > 0 {
-		_ = u.conn.SetReadBuffer(c.ReadBuffer)
-	}
+	setReadBuffer(u.conn, c.ReadBuffer)
 	for _, p := range c.Peers {
 		if p == c.Listen {
 			continue // our own address in a shared peer list
@@ -207,9 +223,7 @@ func openMulticast(ctx context.Context, c Config) (Transport, error) {
 			return fail("set loopback", err)
 		}
 	}
-	if c.ReadBuffer > 0 {
-		_ = conn.SetReadBuffer(c.ReadBuffer)
-	}
+	setReadBuffer(conn, c.ReadBuffer)
 	if ifi != nil && c.Group.Is6() {
 		group.Zone = ifi.Name
 	}
