@@ -1,0 +1,52 @@
+// Package lab is saru's end-to-end lab: a director mesh in network
+// namespaces, driven by real traffic, with a guided tour and measured
+// scenarios. cmd/sarulab is its thin command.
+//
+// # Topology
+//
+// Every run gets namespaces whose names carry a per-run prefix (the pid), so
+// runs never collide, and [Lab.Close] removes all of them (the command also
+// closes on SIGINT, SIGTERM and panics):
+//
+//   - a hub namespace holding three bridges: "lan" (clients, directors and,
+//     in DR mode, real servers) and "real" (NAT mode's real servers) with
+//     learning off and ageing 0, so every director sees every frame as on a
+//     hub; and "mgmt", an ordinary bridge for gossip, gRPC and syncd;
+//   - N directors (default 3) sharing the VIP, a LAN address and the MAC on
+//     lan0 (and, in NAT mode, the real servers' gateway address and a second
+//     shared MAC on real0), each with a unique management address on mgmt0,
+//     IPVS services configured by saru/services, and cmd/syncd and cmd/saru
+//     running with generated configurations;
+//   - M real servers (default 3) running a small HTTP service and a
+//     long-lived TCP echo-stream service; in DR mode they hold the VIP on lo
+//     with arp_ignore=1 and arp_announce=2, in NAT mode their default route
+//     is the directors' shared gateway address;
+//   - client namespaces from which the traffic drivers dial.
+//
+// The traffic drivers and servers are Go code in this process: a socket is
+// created on an OS thread switched into the namespace (setns) and keeps that
+// namespace for its lifetime.
+//
+// # Measurements
+//
+// A stream connection sends a sequence number every interval and the real
+// server echoes it. A connection is lost when it is reset or closed, or when
+// no echo has arrived for the loss deadline when a scenario ends; its stall
+// is the longest gap between two echoes beyond the interval. failover_ms is
+// from the crash (or the drain request) until every survivor has applied an
+// assignment in which the departed director owns nothing, polled over
+// saru.v1.Cluster. Nothing is assumed: a component that is missing or does
+// not work makes the scenario print an error line naming it.
+//
+// # Kernel lab
+//
+// IPVS is needed. When the host kernel has none, [RunInKernelLab] boots
+// Debian's kernel with deploy/kernellab, copies the static binaries (saru,
+// syncd, saructl, sarulab, grpcurl) into the guest and runs sarulab there,
+// streaming its output back.
+//
+// # What it does not do
+//
+// It does not emulate latency or bandwidth, use IPv6 for the services, or
+// touch anything outside the namespaces it creates.
+package lab

@@ -1,0 +1,606 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
+)
+
+// ScenarioNames lists the scenarios in the order they run.
+var ScenarioNames = []string{"spread", "crash", "rolling-maintenance", "join", "inspection", "lossy-sync"}
+
+// ScenarioOptions configure a scenario run.
+type ScenarioOptions struct {
+	Mode   Mode
+	BinDir string
+	// Out receives the narrative (not the JSON lines); nil: discarded.
+	Out io.Writer
+	// Streams is the number of long-lived connections for crash and
+	// lossy-sync (default 500) and the others (default 200).
+	Streams int
+	// Interval between a stream's messages (default 100ms).
+	Interval time.Duration
+	// Requests is the number of HTTP requests of spread (default 300).
+	Requests int
+}
+
+func (o *ScenarioOptions) streams(def int) int {
+	if o.Streams > 0 {
+		return o.Streams
+	}
+	return def
+}
+
+// RunScenario builds a fresh lab, runs one scenario and returns its result.
+func RunScenario(ctx context.Context, name string, so ScenarioOptions) Result {
+	if so.Interval == 0 {
+		so.Interval = 100 * time.Millisecond
+	}
+	if so.Requests == 0 {
+		so.Requests = 300
+	}
+	if so.Out == nil {
+		so.Out = io.Discard
+	}
+	if so.Mode == "" {
+		so.Mode = ModeDR
+	}
+	start := time.Now()
+	res := Result{Scenario: name, Mode: so.Mode}
+	opts := Options{Mode: so.Mode, BinDir: so.BinDir, Out: so.Out}
+	if name == "lossy-sync" {
+		opts.LossPercent = 10
+	}
+	var run func(context.Context, *Lab, *cluster, ScenarioOptions, *Result) error
+	switch name {
+	case "spread":
+		run = scenarioSpread
+	case "crash", "lossy-sync":
+		run = scenarioCrash
+	case "rolling-maintenance":
+		run = scenarioRolling
+	case "join":
+		run = scenarioJoin
+	case "inspection":
+		run = scenarioInspection
+	default:
+		res.Error = fmt.Sprintf("unknown scenario %q (want one of %s)", name, strings.Join(ScenarioNames, ", "))
+		return res
+	}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		l, err := New(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("topology: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				l.dumpLogs(so.Out)
+			}
+			l.Close()
+		}()
+		c, err := l.Up(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		return run(ctx, l, c, so, &res)
+	}()
+	if err != nil {
+		res.Error = err.Error()
+	}
+	res.Seconds = float64(time.Since(start).Round(100*time.Millisecond)) / float64(time.Second)
+	return res
+}
+
+// say prints one line of narrative.
+func say(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "  · "+format+"\n", args...)
+}
+
+// Up starts the real servers and every director's daemons and waits
+// until the cluster has settled on an assignment covering every director.
+func (l *Lab) Up(ctx context.Context) (*cluster, error) {
+	if err := l.StartServers(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	for _, d := range l.Directors {
+		if err := l.StartDaemons(ctx, d, 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	c, err := l.clusterClients()
+	if err != nil {
+		return nil, err
+	}
+	ids := l.ids(nil)
+	took, a, err := c.waitSettled(ctx, ids, ids, 90*time.Second)
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("mesh up: %w", err)
+	}
+	say(l.opts.Out, "%d directors up (%s mode), assignment epoch %d settled %v after start (%.1fs total)",
+		len(ids), l.opts.Mode, a.GetEpoch(), took.Round(time.Millisecond), time.Since(start).Seconds())
+	return c, nil
+}
+
+// ids are the director ids, without except.
+func (l *Lab) ids(except *Director) []string {
+	var out []string
+	for _, d := range l.Directors {
+		if d != except {
+			out = append(out, d.ID)
+		}
+	}
+	return out
+}
+
+func (l *Lab) dumpLogs(w io.Writer) {
+	for _, d := range l.Directors {
+		for _, p := range []*proc{d.syncd, d.saru} {
+			if p == nil {
+				continue
+			}
+			fmt.Fprintf(w, "---- %s (last lines of %s)\n%s\n", p.name, p.log, p.tail(12))
+		}
+	}
+}
+
+// bucketOf is the bucket of a src-port service.
+func bucketOf(port int, buckets uint32) uint32 { return uint32(port) & (buckets - 1) }
+
+func scenarioSpread(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
+	before := map[string]uint64{}
+	for _, d := range l.Directors {
+		n, err := ipvsConns(ctx, d, HTTPPort)
+		if err != nil {
+			return err
+		}
+		before[d.ID] = n
+	}
+	_, a, err := c.waitSettled(ctx, l.ids(nil), l.ids(nil), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	type got struct {
+		port   int
+		server string
+		err    error
+	}
+	results := make([]got, so.Requests)
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				port, server, err := HTTPGet(ctx, l.Clients[i%len(l.Clients)], 5*time.Second)
+				results[i] = got{port, server, err}
+			}
+		}()
+	}
+	for i := 0; i < so.Requests; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	expect := map[string]int{}
+	servers := map[string]int{}
+	var firstErr error
+	for _, r := range results {
+		if r.err != nil {
+			res.Lost++
+			if firstErr == nil {
+				firstErr = r.err
+			}
+			continue
+		}
+		servers[r.server]++
+		expect[ownerOf(a, bucketOf(r.port, a.GetBucketCount()))]++
+	}
+	res.Connections = so.Requests
+	var parts, bad []string
+	for _, d := range l.Directors {
+		n, err := ipvsConns(ctx, d, HTTPPort)
+		if err != nil {
+			return err
+		}
+		handled := int(n - before[d.ID])
+		parts = append(parts, fmt.Sprintf("%s handled %d (assignment: %d)", d.ID, handled, expect[d.ID]))
+		if handled == 0 || handled != expect[d.ID] {
+			bad = append(bad, d.ID)
+		}
+	}
+	res.Detail = fmt.Sprintf("%d HTTP requests from %d client namespaces; IPVS connection counters: %s; real servers %v",
+		so.Requests, len(l.Clients), strings.Join(parts, ", "), servers)
+	say(so.Out, "%s", res.Detail)
+	if firstErr != nil {
+		return fmt.Errorf("%d requests failed, first: %w", res.Lost, firstErr)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("directors %v did not handle the connections their buckets give them", bad)
+	}
+	return nil
+}
+
+// openAndSync opens n streams, waits until every one echoes and every
+// director's syncd holds every one of them.
+func openAndSync(ctx context.Context, l *Lab, c *cluster, n int, so ScenarioOptions) (*Streams, error) {
+	start := time.Now()
+	ss, err := l.OpenStreams(ctx, n, so.Interval)
+	if err != nil {
+		return nil, err
+	}
+	if !ss.WaitHealthy(ctx, so.Interval+time.Second, 30*time.Second) {
+		return ss, fmt.Errorf("only %d of %d stream connections echo before the scenario", ss.Healthy(so.Interval+time.Second), n)
+	}
+	say(so.Out, "%d long-lived connections streaming (one message every %v each), opened in %.1fs", n, so.Interval, time.Since(start).Seconds())
+	ports := map[uint32]bool{}
+	for _, s := range ss.list {
+		ports[uint32(s.Port)] = true
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var short []string
+		for _, d := range l.Directors {
+			got, err := c.streamConns(ctx, d.ID)
+			if err != nil {
+				return ss, err
+			}
+			have := 0
+			for p := range ports {
+				if got[p] {
+					have++
+				}
+			}
+			if have < len(ports) {
+				short = append(short, fmt.Sprintf("%s %d/%d", d.ID, have, len(ports)))
+			}
+		}
+		if len(short) == 0 {
+			say(so.Out, "every director's syncd holds all %d connections (%.1fs after opening)", n, time.Since(start).Seconds())
+			return ss, nil
+		}
+		if time.Now().After(deadline) {
+			return ss, fmt.Errorf("syncd did not spread the connections within 30s: %s", strings.Join(short, ", "))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// streamConns lists the client ports of the stream service's connections
+// in the director's syncd table.
+func (c *cluster) streamConns(ctx context.Context, id string) (map[uint32]bool, error) {
+	out := map[uint32]bool{}
+	token := ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := c.syncd[id].ListConnections(cctx, &syncdpb.ListConnectionsRequest{Vip: VIP.String(), PageSize: 5000, PageToken: token})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%s syncd ListConnections: %w", id, err)
+		}
+		for _, e := range r.GetConnections() {
+			if e.GetVirtualPort() == StreamPort {
+				out[e.GetClientPort()] = true
+			}
+		}
+		if token = r.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
+}
+
+// finish waits for the streams to recover and fills in the result.
+func finish(ctx context.Context, ss *Streams, so ScenarioOptions, res *Result) {
+	ok := ss.WaitHealthy(ctx, so.Interval+time.Second, 20*time.Second)
+	time.Sleep(time.Second)
+	states := ss.Snapshot()
+	lost, p50, p99 := Outcome(states, 5*time.Second)
+	res.Connections, res.Lost = len(states), lost
+	res.StallP50, res.StallP99 = ms(p50), ms(p99)
+	var why []string
+	for _, s := range states {
+		if s.Err != nil && len(why) < 3 {
+			why = append(why, fmt.Sprintf("port %d: %v", s.Port, s.Err))
+		}
+	}
+	if !ok || lost > 0 {
+		say(so.Out, "%d connections lost; e.g. %s", lost, strings.Join(why, "; "))
+	}
+}
+
+// affected counts the streams whose bucket the director owns.
+func affected(ss *Streams, a *sarupb.Assignment, id string) int {
+	n := 0
+	for _, s := range ss.list {
+		if ownerOf(a, bucketOf(s.Port, a.GetBucketCount())) == id {
+			n++
+		}
+	}
+	return n
+}
+
+func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
+	n := so.streams(500)
+	ss, err := openAndSync(ctx, l, c, n, so)
+	if ss != nil {
+		defer ss.Close()
+	}
+	if err != nil {
+		return err
+	}
+	victim := l.Directors[1]
+	survivors := l.ids(victim)
+	_, a, err := c.waitSettled(ctx, l.ids(nil), l.ids(nil), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	hit := affected(ss, a, victim.ID)
+	ss.ResetWindow()
+	t0 := time.Now()
+	if err := l.Crash(ctx, victim); err != nil {
+		return err
+	}
+	_, _, err = c.waitSettled(ctx, survivors, survivors, 30*time.Second)
+	fo := time.Since(t0)
+	if err != nil {
+		return fmt.Errorf("after kill -9 of %s: %w", victim.ID, err)
+	}
+	res.FailoverMS = ms(fo)
+	say(so.Out, "kill -9 %s (and its links down) with %d of its connections in flight: survivors %v own every bucket after %v",
+		victim.ID, hit, survivors, fo.Round(time.Millisecond))
+	finish(ctx, ss, so, res)
+	loss := ""
+	if l.opts.LossPercent > 0 {
+		loss = fmt.Sprintf(" with %d%% of syncd's peer packets dropped on every director", l.opts.LossPercent)
+	}
+	res.Detail = fmt.Sprintf("kill -9 of %s owning %d of %d streams%s; failover polled over saru.v1.Cluster every 20ms", victim.ID, hit, n, loss)
+	return nil
+}
+
+// authCtx adds the drain token.
+func (l *Lab) authCtx(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+l.token)
+}
+
+func (l *Lab) drain(ctx context.Context, c *cluster, d *Director) error {
+	cctx, cancel := context.WithTimeout(l.authCtx(ctx), 60*time.Second)
+	defer cancel()
+	_, err := c.saru[d.ID].Drain(cctx, &sarupb.DrainRequest{NodeId: d.ID})
+	if err != nil {
+		return fmt.Errorf("drain %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+func (l *Lab) undrain(ctx context.Context, c *cluster, d *Director) (bool, error) {
+	cctx, cancel := context.WithTimeout(l.authCtx(ctx), 60*time.Second)
+	defer cancel()
+	_, err := c.saru[d.ID].Undrain(cctx, &sarupb.UndrainRequest{NodeId: d.ID})
+	if status.Code(err) == codes.FailedPrecondition {
+		return false, nil // came back active already
+	}
+	if err != nil {
+		return false, fmt.Errorf("undrain %s: %w", d.ID, err)
+	}
+	return true, nil
+}
+
+func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
+	n := so.streams(200)
+	ss, err := openAndSync(ctx, l, c, n, so)
+	if ss != nil {
+		defer ss.Close()
+	}
+	if err != nil {
+		return err
+	}
+	ss.ResetWindow()
+	var moves []time.Duration
+	all := l.ids(nil)
+	for _, d := range l.Directors {
+		others := l.ids(d)
+		t0 := time.Now()
+		if err := l.drain(ctx, c, d); err != nil {
+			return err
+		}
+		if _, _, err := c.waitSettled(ctx, all, others, 30*time.Second); err != nil {
+			return fmt.Errorf("after draining %s: %w", d.ID, err)
+		}
+		moves = append(moves, time.Since(t0))
+		if err := l.StopDaemons(d, 30*time.Second); err != nil {
+			return err
+		}
+		if err := l.Reboot(ctx, d); err != nil {
+			return err
+		}
+		if err := l.StartDaemons(ctx, d, 30*time.Second); err != nil {
+			return err
+		}
+		t1 := time.Now()
+		undrained, err := l.undrain(ctx, c, d)
+		if err != nil {
+			return err
+		}
+		if _, _, err := c.waitSettled(ctx, all, all, 60*time.Second); err != nil {
+			return fmt.Errorf("after restarting %s: %w", d.ID, err)
+		}
+		how := "came back active"
+		if undrained {
+			how = "undrained"
+		}
+		say(so.Out, "%s drained in %v, stopped, rebooted (fresh namespace), started, %s; serving again %v later; %d/%d streams healthy",
+			d.ID, moves[len(moves)-1].Round(time.Millisecond), how, time.Since(t1).Round(time.Millisecond), ss.Healthy(so.Interval+time.Second), n)
+	}
+	res.FailoverMS = ms(slices.Max(moves))
+	finish(ctx, ss, so, res)
+	res.Detail = fmt.Sprintf("drain, stop, reboot, start, undrain of each of %d directors in turn; failover_ms is the slowest drain (request to every director applying the move)", len(l.Directors))
+	return nil
+}
+
+func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
+	n := so.streams(200)
+	ss, err := openAndSync(ctx, l, c, n, so)
+	if ss != nil {
+		defer ss.Close()
+	}
+	if err != nil {
+		return err
+	}
+	ss.ResetWindow()
+	d, err := l.AddDirector(ctx)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := l.StartDaemons(ctx, d, 30*time.Second); err != nil {
+		return err
+	}
+	nc, err := l.clusterClients()
+	if err != nil {
+		return err
+	}
+	c.close()
+	*c = *nc
+	var readyAt, ownAt time.Duration
+	early := false
+	for time.Since(t0) < 60*time.Second && ownAt == 0 {
+		st, err := c.syncStatus(ctx, d.ID)
+		if err == nil && st.GetReady() && readyAt == 0 {
+			readyAt = time.Since(t0)
+		}
+		v, err := c.view(ctx, l.Directors[0].ID)
+		if err == nil && owners(v.asg)[d.ID] > 0 {
+			ownAt = time.Since(t0)
+			early = readyAt == 0
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ownAt == 0 {
+		return fmt.Errorf("%s owned no bucket 60s after starting", d.ID)
+	}
+	all := l.ids(nil)
+	if _, _, err := c.waitSettled(ctx, all, all, 30*time.Second); err != nil {
+		return fmt.Errorf("after %s joined: %w", d.ID, err)
+	}
+	res.FailoverMS = ms(time.Since(t0))
+	say(so.Out, "%s started: syncd snapshot complete after %v, first buckets after %v, every director applied after %v",
+		d.ID, readyAt.Round(time.Millisecond), ownAt.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	finish(ctx, ss, so, res)
+	res.Detail = fmt.Sprintf("%s joined with join_delay 30s; its syncd snapshot completed after %v and it took buckets after %v; failover_ms is start to every director applying its share",
+		d.ID, readyAt.Round(time.Millisecond), ownAt.Round(time.Millisecond))
+	if early {
+		return fmt.Errorf("%s took buckets before its syncd reported a complete snapshot", d.ID)
+	}
+	return nil
+}
+
+func scenarioInspection(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
+	if l.bins.grpcurl == "" {
+		return &ErrMissing{What: "grpcurl", Why: "not found (make tools installs it in $(go env GOPATH)/bin)"}
+	}
+	n := so.streams(50)
+	ss, err := openAndSync(ctx, l, c, n, so)
+	if ss != nil {
+		defer ss.Close()
+	}
+	if err != nil {
+		return err
+	}
+	var problems []string
+	var firstAsg string
+	var firstPorts []uint32
+	for _, d := range l.Directors {
+		for _, svc := range []struct{ addr, name string }{{d.SaruAddr(), "saru.v1.Cluster"}, {d.SyncdAddr(), "syncd.v1.Sync"}} {
+			out, err := nsOutput(ctx, d.NS, l.bins.grpcurl, "-plaintext", svc.addr, "list")
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: grpcurl list %s: %v", d.ID, svc.addr, err))
+				continue
+			}
+			if !slices.Contains(strings.Fields(out), svc.name) {
+				problems = append(problems, fmt.Sprintf("%s: grpcurl list %s does not show %s: %q", d.ID, svc.addr, svc.name, out))
+			}
+		}
+		out, err := nsOutput(ctx, d.NS, l.bins.grpcurl, "-plaintext", "-d", "{}", d.SaruAddr(), "saru.v1.Cluster/GetAssignment")
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: GetAssignment: %v", d.ID, err))
+			continue
+		}
+		var ga struct {
+			Assignment struct {
+				Epoch       json.RawMessage   `json:"epoch"`
+				BucketCount int               `json:"bucketCount"`
+				Ranges      []json.RawMessage `json:"ranges"`
+			} `json:"assignment"`
+		}
+		if err := json.Unmarshal([]byte(out), &ga); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: GetAssignment answer is not JSON: %v", d.ID, err))
+			continue
+		}
+		canon, _ := json.Marshal(ga)
+		if firstAsg == "" {
+			firstAsg = string(canon)
+		} else if string(canon) != firstAsg {
+			problems = append(problems, fmt.Sprintf("%s: assignment differs from %s's", d.ID, l.Directors[0].ID))
+		}
+		out, err = nsOutput(ctx, d.NS, l.bins.grpcurl, "-plaintext", "-d", fmt.Sprintf(`{"vip":%q,"page_size":5000}`, VIP), d.SyncdAddr(), "syncd.v1.Sync/ListConnections")
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: ListConnections: %v", d.ID, err))
+			continue
+		}
+		var lc struct {
+			Connections []struct {
+				ClientPort  uint32 `json:"clientPort"`
+				VirtualPort uint32 `json:"virtualPort"`
+			} `json:"connections"`
+		}
+		if err := json.Unmarshal([]byte(out), &lc); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: ListConnections answer is not JSON: %v", d.ID, err))
+			continue
+		}
+		var ports []uint32
+		for _, e := range lc.Connections {
+			if e.VirtualPort == StreamPort {
+				ports = append(ports, e.ClientPort)
+			}
+		}
+		sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+		ports = slices.Compact(ports)
+		if firstPorts == nil {
+			firstPorts = ports
+		} else if !slices.Equal(ports, firstPorts) {
+			problems = append(problems, fmt.Sprintf("%s: connection table (%d streams) differs from %s's (%d)", d.ID, len(ports), l.Directors[0].ID, len(firstPorts)))
+		}
+	}
+	if len(firstPorts) < n {
+		problems = append(problems, fmt.Sprintf("connection tables list %d of the %d open streams", len(firstPorts), n))
+	}
+	finish(ctx, ss, so, res)
+	res.Detail = fmt.Sprintf("grpcurl (%s) list, saru.v1.Cluster/GetAssignment and syncd.v1.Sync/ListConnections on each of %d directors", l.bins.grpcurl, len(l.Directors))
+	say(so.Out, "grpcurl lists saru.v1.Cluster and syncd.v1.Sync on every director; %d problems", len(problems))
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,384 @@
+package lab
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// dialIn dials TCP from inside the namespace.
+func dialIn(ctx context.Context, ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(ns, func() error {
+		d := net.Dialer{Timeout: timeout}
+		var err error
+		c, err = d.DialContext(ctx, "tcp4", addr)
+		return err
+	})
+	return c, err
+}
+
+// listenIn listens on TCP inside the namespace.
+func listenIn(ns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNS(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	return ln, err
+}
+
+// StartServers starts the HTTP and the stream echo service on every real
+// server.
+func (l *Lab) StartServers() error {
+	for i, s := range l.Servers {
+		name := fmt.Sprintf("r%d", i+1)
+		hl, err := listenIn(s.NS, ":"+strconv.Itoa(HTTPPort))
+		if err != nil {
+			return fmt.Errorf("real server %s http: %w", name, err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintf(w, "%s %s\n", name, r.RemoteAddr)
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(hl)
+		l.onClose(func() { srv.Close() })
+
+		sl, err := listenIn(s.NS, ":"+strconv.Itoa(StreamPort))
+		if err != nil {
+			return fmt.Errorf("real server %s stream: %w", name, err)
+		}
+		var mu sync.Mutex
+		conns := map[net.Conn]struct{}{}
+		go func() {
+			for {
+				c, err := sl.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns[c] = struct{}{}
+				mu.Unlock()
+				go func() {
+					_, _ = io.Copy(c, c) // echo
+					c.Close()
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+				}()
+			}
+		}()
+		l.onClose(func() {
+			sl.Close()
+			mu.Lock()
+			for c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+		})
+	}
+	return nil
+}
+
+// HTTPGet makes one HTTP request to the VIP from the client namespace and
+// returns the client's local port and the answering real server's name.
+func HTTPGet(ctx context.Context, ns string, timeout time.Duration) (port int, server string, err error) {
+	c, err := dialIn(ctx, ns, net.JoinHostPort(VIP.String(), strconv.Itoa(HTTPPort)), timeout)
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close()
+	port = c.LocalAddr().(*net.TCPAddr).Port
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n"); err != nil {
+		return port, "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return port, "", err
+	}
+	resp := string(b)
+	var body string
+	for i := 0; i+3 < len(resp); i++ {
+		if resp[i:i+4] == "\r\n\r\n" {
+			body = resp[i+4:]
+			break
+		}
+	}
+	if len(resp) < 12 || resp[9:12] != "200" {
+		return port, "", fmt.Errorf("http: unexpected response %q", firstLine(resp))
+	}
+	var name string
+	fmt.Sscanf(body, "%s", &name)
+	return port, name, nil
+}
+
+func firstLine(s string) string {
+	for i := range s {
+		if s[i] == '\r' || s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// Stream is one long-lived connection: it sends a sequence number every
+// interval and records the echoes.
+type Stream struct {
+	conn     net.Conn
+	Port     int
+	interval time.Duration
+
+	mu       sync.Mutex
+	last     time.Time // last echo
+	maxGap   time.Duration
+	echoes   uint64
+	sent     uint64
+	err      error
+	winStart time.Time
+}
+
+// Streams is a set of stream connections.
+type Streams struct {
+	list []*Stream
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// OpenStreams opens n stream connections spread over the client
+// namespaces, dialling with a little parallelism.
+func (l *Lab) OpenStreams(ctx context.Context, n int, interval time.Duration) (*Streams, error) {
+	ss := &Streams{stop: make(chan struct{})}
+	l.onClose(ss.Close)
+	addr := net.JoinHostPort(VIP.String(), strconv.Itoa(StreamPort))
+	type res struct {
+		s   *Stream
+		err error
+	}
+	jobs := make(chan int)
+	out := make(chan res)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				ns := l.Clients[i%len(l.Clients)]
+				c, err := dialIn(ctx, ns, addr, 5*time.Second)
+				if err != nil {
+					out <- res{err: fmt.Errorf("stream %d from %s: %w", i, ns, err)}
+					continue
+				}
+				out <- res{s: &Stream{conn: c, Port: c.LocalAddr().(*net.TCPAddr).Port, interval: interval}}
+			}
+		}()
+	}
+	go func() {
+		for i := 0; i < n; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		close(out)
+	}()
+	var errs []error
+	for r := range out {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		ss.list = append(ss.list, r.s)
+	}
+	if len(errs) > 0 {
+		ss.Close()
+		return nil, fmt.Errorf("%d of %d stream connections failed: %w", len(errs), n, errs[0])
+	}
+	now := time.Now()
+	for i, s := range ss.list {
+		s.last, s.winStart = now, now
+		ss.wg.Add(2)
+		offset := time.Duration(i) * interval / time.Duration(len(ss.list))
+		go s.sendLoop(ss, offset)
+		go s.recvLoop(ss)
+	}
+	return ss, nil
+}
+
+func (s *Stream) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *Stream) sendLoop(ss *Streams, offset time.Duration) {
+	defer ss.wg.Done()
+	select {
+	case <-time.After(offset):
+	case <-ss.stop:
+		return
+	}
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	var buf [8]byte
+	for seq := uint64(1); ; seq++ {
+		binary.BigEndian.PutUint64(buf[:], seq)
+		_ = s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := s.conn.Write(buf[:]); err != nil {
+			select {
+			case <-ss.stop:
+			default:
+				s.fail(fmt.Errorf("write: %w", err))
+			}
+			return
+		}
+		s.mu.Lock()
+		s.sent = seq
+		s.mu.Unlock()
+		select {
+		case <-t.C:
+		case <-ss.stop:
+			return
+		}
+	}
+}
+
+func (s *Stream) recvLoop(ss *Streams) {
+	defer ss.wg.Done()
+	var buf [8]byte
+	var want uint64 = 1
+	for {
+		if _, err := io.ReadFull(s.conn, buf[:]); err != nil {
+			select {
+			case <-ss.stop:
+			default:
+				s.fail(fmt.Errorf("read: %w", err))
+			}
+			return
+		}
+		got := binary.BigEndian.Uint64(buf[:])
+		if got != want {
+			s.fail(fmt.Errorf("echo out of order: got %d, want %d", got, want))
+			return
+		}
+		want++
+		now := time.Now()
+		s.mu.Lock()
+		if g := now.Sub(s.last); g > s.maxGap {
+			s.maxGap = g
+		}
+		s.last = now
+		s.echoes++
+		s.mu.Unlock()
+	}
+}
+
+// Len is the number of connections.
+func (ss *Streams) Len() int { return len(ss.list) }
+
+// ResetWindow starts a new measurement window: stalls are measured from
+// now.
+func (ss *Streams) ResetWindow() {
+	now := time.Now()
+	for _, s := range ss.list {
+		s.mu.Lock()
+		s.maxGap = 0
+		s.winStart = now
+		if s.last.Before(now) && s.err == nil {
+			// The gap in progress counts from the window's start.
+			s.last = maxTime(s.last, now.Add(-s.interval))
+		}
+		s.mu.Unlock()
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// StreamState is one connection's measurement.
+type StreamState struct {
+	Port    int
+	Stall   time.Duration // longest gap between echoes beyond the interval
+	SinceRx time.Duration // time since the last echo
+	Echoes  uint64
+	Err     error
+}
+
+// Snapshot reports every connection's state now.
+func (ss *Streams) Snapshot() []StreamState {
+	now := time.Now()
+	out := make([]StreamState, len(ss.list))
+	for i, s := range ss.list {
+		s.mu.Lock()
+		gap := s.maxGap
+		if g := now.Sub(s.last); g > gap {
+			gap = g
+		}
+		stall := gap - s.interval
+		if stall < 0 {
+			stall = 0
+		}
+		out[i] = StreamState{Port: s.Port, Stall: stall, SinceRx: now.Sub(s.last), Echoes: s.echoes, Err: s.err}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Healthy counts connections without error that had an echo within
+// recent.
+func (ss *Streams) Healthy(recent time.Duration) int {
+	n := 0
+	for _, st := range ss.Snapshot() {
+		if st.Err == nil && st.SinceRx <= recent {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitHealthy waits until every connection is healthy or d passes.
+func (ss *Streams) WaitHealthy(ctx context.Context, recent, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if ss.Healthy(recent) == ss.Len() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the drivers and closes the connections.
+func (ss *Streams) Close() {
+	select {
+	case <-ss.stop:
+		return
+	default:
+	}
+	close(ss.stop)
+	for _, s := range ss.list {
+		s.conn.Close()
+	}
+	ss.wg.Wait()
+}
+
+var errStalled = errors.New("stalled")
