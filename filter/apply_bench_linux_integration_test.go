@@ -98,7 +98,7 @@ func BenchmarkApply(b *testing.B) {
 	}
 	for d := range dirs {
 		dirs[d] = newNetNS(b, fmt.Sprintf("bench%d", d))
-		f, err := Open(ctx, cfg, WithNetNS(dirs[d].fd))
+		f, err := Open(ctx, cfg, WithNetNS(dirs[d].FD))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -128,7 +128,7 @@ func BenchmarkApply(b *testing.B) {
 	}
 	nft := func(d int, script string) time.Duration {
 		var took time.Duration
-		err := dirs[d].do(func() error {
+		err := dirs[d].Do(func() error {
 			// A child forked from this locked thread starts in the
 			// director's namespace.
 			start := time.Now()

@@ -23,7 +23,7 @@ func smallConfig() Config {
 // genID reads the ruleset generation, which every committed batch bumps.
 func genID(t *testing.T, ns *netNS) uint32 {
 	t.Helper()
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.fd})
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.FD})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestIntegrationApplyIdempotent(t *testing.T) {
 	requireRoot(t)
 	ns := newNetNS(t, "idem")
 	ctx := context.Background()
-	f, err := Open(ctx, smallConfig(), WithNetNS(ns.fd))
+	f, err := Open(ctx, smallConfig(), WithNetNS(ns.FD))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestIntegrationApplyDrift(t *testing.T) {
 	requireRoot(t)
 	ns := newNetNS(t, "drift")
 	ctx := context.Background()
-	f, err := Open(ctx, smallConfig(), WithNetNS(ns.fd))
+	f, err := Open(ctx, smallConfig(), WithNetNS(ns.FD))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +120,8 @@ func TestIntegrationApplyDrift(t *testing.T) {
 	if err := f.Apply(ctx, mustSmall(t, 1, 2, 3)); err != nil {
 		t.Fatal(err)
 	}
-	ns.sh(t, "nft delete element inet saru owned { 2 }")
-	ns.sh(t, "nft add element inet saru owned { 7 }")
+	ns.Sh(t, "nft delete element inet saru owned { 2 }")
+	ns.Sh(t, "nft add element inet saru owned { 7 }")
 	extra, missing, err := f.Verify(ctx)
 	if err != nil || !slices.Equal(extra, []uint32{7}) || !slices.Equal(missing, []uint32{2}) {
 		t.Fatalf("Verify: extra %v missing %v err %v; want [7] [2]", extra, missing, err)
@@ -134,7 +134,7 @@ func TestIntegrationApplyDrift(t *testing.T) {
 	if got := kernelBuckets(t, f); !slices.Equal(got, []uint32{1, 3, 4}) {
 		t.Fatalf("after drift repair kernel holds %v", got)
 	}
-	ns.sh(t, "nft add element inet saru owned { 11 }")
+	ns.Sh(t, "nft add element inet saru owned { 11 }")
 	if err := f.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestIntegrationApplyRefusedLeavesPrevious(t *testing.T) {
 	requireRoot(t)
 	ns := newNetNS(t, "refuse")
 	ctx := context.Background()
-	f, err := Open(ctx, smallConfig(), WithNetNS(ns.fd))
+	f, err := Open(ctx, smallConfig(), WithNetNS(ns.FD))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,16 +192,16 @@ func TestIntegrationOpenReconcileClose(t *testing.T) {
 	requireRoot(t)
 	ns := newNetNS(t, "recon")
 	ctx := context.Background()
-	ns.sh(t, "nft add table inet saru")
-	ns.sh(t, "nft add chain inet saru stale { type filter hook input priority 0 ; }")
-	ns.sh(t, "nft add set inet saru owned { type inet_service ; }")
-	ns.sh(t, "nft add table inet other")
-	ns.sh(t, "nft add chain inet other keep { type filter hook input priority 0 ; }")
-	f, err := Open(ctx, smallConfig(), WithNetNS(ns.fd))
+	ns.Sh(t, "nft add table inet saru")
+	ns.Sh(t, "nft add chain inet saru stale { type filter hook input priority 0 ; }")
+	ns.Sh(t, "nft add set inet saru owned { type inet_service ; }")
+	ns.Sh(t, "nft add table inet other")
+	ns.Sh(t, "nft add chain inet other keep { type filter hook input priority 0 ; }")
+	f, err := Open(ctx, smallConfig(), WithNetNS(ns.FD))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := ns.sh(t, "nft list ruleset")
+	out := ns.Sh(t, "nft list ruleset")
 	if strings.Contains(out, "stale") || !strings.Contains(out, "chain keep") || !strings.Contains(out, "chain prerouting") ||
 		!strings.Contains(out, "chain forward") || !strings.Contains(out, "masquerade") {
 		t.Fatalf("after Open:\n%s", out)
@@ -214,7 +214,7 @@ func TestIntegrationOpenReconcileClose(t *testing.T) {
 	if err := f.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	out = ns.sh(t, "nft list ruleset")
+	out = ns.Sh(t, "nft list ruleset")
 	if strings.Contains(out, "table inet saru") || !strings.Contains(out, "table inet other") {
 		t.Fatalf("after Close:\n%s", out)
 	}
@@ -231,7 +231,7 @@ func TestIntegrationOpenRefused(t *testing.T) {
 	ctx := context.Background()
 	// google/nftables does not send table flags; create the owner table
 	// by hand on a socket kept open for the test.
-	other, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.fd})
+	other, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: ns.FD})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestIntegrationOpenRefused(t *testing.T) {
 	if _, err := other.Receive(); err != nil {
 		t.Fatalf("create owner table: %v", err)
 	}
-	_, err = Open(ctx, smallConfig(), WithNetNS(ns.fd))
+	_, err = Open(ctx, smallConfig(), WithNetNS(ns.FD))
 	if err == nil {
 		t.Fatal("Open replaced a table owned by another process")
 	}
@@ -259,12 +259,12 @@ func TestIntegrationOpenRefused(t *testing.T) {
 		t.Fatalf("error does not name the table: %v", err)
 	}
 	t.Logf("refused as expected: %v", err)
-	out := ns.sh(t, "nft list ruleset")
+	out := ns.Sh(t, "nft list ruleset")
 	if !strings.Contains(out, "table inet saru") || !strings.Contains(out, "flags owner") || strings.Contains(out, "prerouting") {
 		t.Fatalf("after a refused Open:\n%s", out)
 	}
 	var fe *FieldError
-	if _, err := Open(ctx, Config{Buckets: 3, Seed: 1}, WithNetNS(ns.fd)); !errors.As(err, &fe) {
+	if _, err := Open(ctx, Config{Buckets: 3, Seed: 1}, WithNetNS(ns.FD)); !errors.As(err, &fe) {
 		t.Fatalf("Open with a bad config: %v, want a FieldError", err)
 	}
 }

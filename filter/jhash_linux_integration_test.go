@@ -63,10 +63,10 @@ func TestIntegrationKernelJhash(t *testing.T) {
 	requireRoot(t)
 	cl := newNetNS(t, "jc")
 	pr := newNetNS(t, "jp")
-	cl.vethTo(t, "eth0", pr, "eth0")
-	pr.sysctl(t, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.accept_dad=0")
-	cl.sysctl(t, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-	pr.ipBatch(t, []string{"addr add 10.98.0.1/8 dev eth0", "addr add fd00:98::1/16 dev eth0 nodad", "link set eth0 up"})
+	cl.VethTo(t, "eth0", pr, "eth0")
+	pr.Sysctl(t, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.accept_dad=0")
+	cl.Sysctl(t, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	pr.IPBatch(t, []string{"addr add 10.98.0.1/8 dev eth0", "addr add fd00:98::1/16 dev eth0 nodad", "link set eth0 up"})
 
 	rng := rand.New(rand.NewPCG(7, 11))
 	var srcs4, srcs6 []netip.Addr
@@ -85,8 +85,8 @@ func TestIntegrationKernelJhash(t *testing.T) {
 		srcs4, srcs6 = append(srcs4, a4), append(srcs6, a6)
 		lines = append(lines, fmt.Sprintf("addr add %s/32 dev eth0", a4), fmt.Sprintf("addr add %s/128 dev eth0 nodad", a6))
 	}
-	cl.ipBatch(t, lines)
-	cl.ipBatch(t, []string{"route add 10.0.0.0/8 dev eth0", "route add fd00::/16 dev eth0"})
+	cl.IPBatch(t, lines)
+	cl.IPBatch(t, []string{"route add 10.0.0.0/8 dev eth0", "route add fd00::/16 dev eth0"})
 
 	params := []struct{ buckets, seed uint32 }{{16, 1}, {4096, 0xdeadbeef}, {65536, 0x5a5a1234}}
 	var probes []hashProbe
@@ -101,7 +101,7 @@ func TestIntegrationKernelJhash(t *testing.T) {
 
 	// Send from every source, two ports each.
 	sent := 0
-	err := cl.do(func() error {
+	err := cl.Do(func() error {
 		for i := range srcs4 {
 			for _, src := range []netip.Addr{srcs4[i], srcs6[i]} {
 				dst := netip.MustParseAddr("10.98.0.1")
@@ -244,7 +244,7 @@ func decodeRecord(t *testing.T, p hashProbe, key []byte) jhashVector {
 // installHashRecorder adds table inet saruhash to ns: per probe a dynamic set
 // and a rule adding "saddr . [sport .] jhash(...)" for UDP to port 9.
 func installHashRecorder(t *testing.T, ns *netNS, probes []hashProbe) (*nftables.Conn, map[hashProbe]*nftables.Set) {
-	conn, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	conn, err := nftables.New(nftables.WithNetNSFd(ns.FD))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ var (
 
 func startResponder(t *testing.T, ns *netNS, name string) *responder {
 	r := &responder{name: name, seen: map[string]int{}}
-	err := ns.do(func() error {
+	err := ns.Do(func() error {
 		for _, v := range []netip.Addr{vip4, vip6} {
 			for _, p := range hubTCPPorts {
 				ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(v, p)))
@@ -178,7 +178,7 @@ const clientAddrs = 40
 func newHub(t *testing.T) *hub {
 	h := &hub{}
 	sw := newNetNS(t, "hub")
-	sw.sh(t, "ip link add br0 type bridge ageing_time 0 stp_state 0")
+	sw.Sh(t, "ip link add br0 type bridge ageing_time 0 stp_state 0")
 	h.client = newNetNS(t, "cl")
 	members := []*netNS{h.client}
 	for i := range 3 {
@@ -188,23 +188,23 @@ func newHub(t *testing.T) *hub {
 	}
 	for i, m := range members {
 		port := fmt.Sprintf("p%d", i)
-		m.vethTo(t, "eth0", sw, port)
-		sw.sh(t, fmt.Sprintf("ip link set %s master br0", port))
-		sw.sh(t, fmt.Sprintf("bridge link set dev %s learning off flood on", port))
-		sw.sh(t, fmt.Sprintf("ip link set %s up", port))
+		m.VethTo(t, "eth0", sw, port)
+		sw.Sh(t, fmt.Sprintf("ip link set %s master br0", port))
+		sw.Sh(t, fmt.Sprintf("bridge link set dev %s learning off flood on", port))
+		sw.Sh(t, fmt.Sprintf("ip link set %s up", port))
 	}
-	sw.sh(t, "ip link set br0 up")
+	sw.Sh(t, "ip link set br0 up")
 	for _, d := range h.dirs {
-		d.sysctl(t, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+		d.Sysctl(t, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
 			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-		d.ipBatch(t, []string{
+		d.IPBatch(t, []string{
 			"link set eth0 address " + sharedMAC,
 			"addr add " + vip4.String() + "/24 dev eth0",
 			"addr add " + vip6.String() + "/64 dev eth0 nodad",
 			"link set eth0 up",
 		})
 	}
-	h.client.sysctl(t, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	h.client.Sysctl(t, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	lines := []string{"link set eth0 up"}
 	for i := range clientAddrs {
 		a4 := netip.AddrFrom4([4]byte{10, 97, 0, byte(100 + i)})
@@ -212,10 +212,10 @@ func newHub(t *testing.T) *hub {
 		h.clientsV4, h.clientsV6 = append(h.clientsV4, a4), append(h.clientsV6, a6)
 		lines = append(lines, fmt.Sprintf("addr add %s/24 dev eth0", a4), fmt.Sprintf("addr add %s/64 dev eth0 nodad", a6))
 	}
-	h.client.ipBatch(t, lines)
+	h.client.IPBatch(t, lines)
 	for i, d := range h.dirs {
 		h.resp = append(h.resp, startResponder(t, d, fmt.Sprintf("d%d", i+1)))
-		f, err := Open(context.Background(), hubConfig(), WithNetNS(d.fd))
+		f, err := Open(context.Background(), hubConfig(), WithNetNS(d.FD))
 		if err != nil {
 			t.Fatalf("open filter in d%d: %v", i+1, err)
 		}
@@ -277,7 +277,7 @@ func (h *hub) runTCP(t *testing.T, xs []exchange) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			err := h.client.do(func() error {
+			err := h.client.Do(func() error {
 				for i := w; i < len(xs); i += workers {
 					x := xs[i]
 					d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(x.src), Timeout: 3 * time.Second}
@@ -318,7 +318,7 @@ func (h *hub) runUDP(t *testing.T, xs []exchange) {
 		part := xs[start:min(start+batch, len(xs))]
 		replies := make([][]string, len(part))
 		conns := make([]*net.UDPConn, len(part))
-		err := h.client.do(func() error {
+		err := h.client.Do(func() error {
 			for i, x := range part {
 				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(x.src))
 				if err != nil {
@@ -367,10 +367,10 @@ func (h *hub) runUDP(t *testing.T, xs []exchange) {
 		}
 		if bad > 0 {
 			for _, d := range h.dirs {
-				out, _ := d.try("nft list chain inet saru prerouting")
+				out, _ := d.Try("nft list chain inet saru prerouting")
 				t.Log(out)
 			}
-			out, _ := h.client.try("ip -s -s link show eth0")
+			out, _ := h.client.Try("ip -s -s link show eth0")
 			t.Log(out)
 			t.Fatalf("%d of %d UDP exchanges wrong", bad, len(part))
 		}
@@ -410,7 +410,7 @@ func (h *hub) ping(t *testing.T, assign []int, active []int, src, dst netip.Addr
 	}
 	desc := fmt.Sprintf("%s %s echo-request sense src-addr: owned, accept", dst, icmp)
 	before := h.echoCounters(t, active, desc)
-	cmd := exec.Command("ip", "netns", "exec", h.client.name, "ping", "-n", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2",
+	cmd := exec.Command("ip", "netns", "exec", h.client.Name, "ping", "-n", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2",
 		"-I", src.String(), dst.String())
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d received", count)) || strings.Contains(string(out), "DUP!") {
@@ -500,7 +500,7 @@ func TestIntegrationSharedVIP(t *testing.T) {
 
 	// d3 leaves: its link goes down and its buckets move to d1 and d2;
 	// nobody else's buckets move.
-	h.dirs[2].sh(t, "ip link set eth0 down")
+	h.dirs[2].Sh(t, "ip link set eth0 down")
 	if err := h.filters[2].Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,13 @@
+package filter
+
+import (
+	"testing"
+
+	"github.com/saru-lb/saru/filter/internal/nstest"
+)
+
+type netNS = nstest.NetNS
+
+func requireRoot(tb testing.TB) { nstest.RequireRoot(tb) }
+
+func newNetNS(tb testing.TB, suffix string) *netNS { return nstest.New(tb, suffix) }
