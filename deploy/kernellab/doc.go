@@ -25,7 +25,11 @@
 //
 // The kernel is the versioned linux-image-*-amd64 package that Debian's
 // linux-image-amd64 depends on, fetched once with apt-get download, unpacked
-// with dpkg-deb -x and cached under build/kernellab/ at the module root. The
+// with dpkg-deb -x and cached under build/kernellab/ at the module root
+// (SARU_KERNELLAB_CACHE overrides the place). The uncompressed kernel is
+// extracted from vmlinuz once (with xz) and booted through its PVH entry
+// point, which skips the firmware and the kernel's self-decompression, the
+// slowest part of a boot under software emulation. The
 // initramfs holds busybox (static), the kernel modules the lab needs with
 // their dependencies (resolved from each module's .modinfo) and a modules.dep,
 // and Debian's ipvsadm, ip and nft with their shared libraries, copied from the

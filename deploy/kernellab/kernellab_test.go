@@ -2,6 +2,8 @@ package kernellab
 
 import (
 	"bytes"
+	"context"
+	"os"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -163,5 +165,29 @@ func TestJudge(t *testing.T) {
 		if v != tc.want || !strings.Contains(msg, tc.msg) {
 			t.Errorf("%s: verdict %v %q, want %v containing %q", tc.name, v, msg, tc.want, tc.msg)
 		}
+	}
+}
+
+func TestPVHNote(t *testing.T) {
+	if hasPVHNote([]byte("\x7fELF not really")) || hasPVHNote(nil) {
+		t.Error("garbage recognised as a PVH kernel")
+	}
+	if _, err := extractVMLinux(context.Background(), []byte("no xz stream here")); err == nil {
+		t.Error("extracted a kernel from nothing")
+	}
+	dir, err := DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := cachedKernel(dir, "")
+	if err != nil || k.VMLinux == "" {
+		t.Skip("no cached kernel to check")
+	}
+	data, err := os.ReadFile(k.VMLinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasPVHNote(data) {
+		t.Errorf("cached %s has no PVH note", k.VMLinux)
 	}
 }

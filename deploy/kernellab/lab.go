@@ -123,11 +123,15 @@ func Exec(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	res := &Result{Kernel: k.Release, Prepare: time.Since(start)}
 
+	image := k.Image
+	if k.VMLinux != "" {
+		image = k.VMLinux
+	}
 	args := []string{
 		"-m", strconv.Itoa(spec.MemoryMB), "-smp", strconv.Itoa(spec.CPUs),
 		"-nographic", "-no-reboot", "-nodefaults", "-no-user-config",
 		"-serial", "stdio", "-monitor", "none",
-		"-kernel", k.Image, "-initrd", initrd,
+		"-kernel", image, "-initrd", initrd,
 		"-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mitigations=off random.trust_cpu=on",
 	}
 	cmd := exec.CommandContext(ctx, qemu, args...)
