@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"time"
@@ -91,12 +92,21 @@ const (
 // errors; every error names the field.
 func ParseConfig(data []byte) (Config, error) {
 	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+	if err := DecodeFile(data, &f); err != nil {
+		return Config{}, err
 	}
 	return f.Check()
+}
+
+// DecodeFile decodes YAML into f, refusing unknown fields (flags may
+// then override fields before Check).
+func DecodeFile(data []byte, f *File) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
 }
 
 func dur(field, s string, def time.Duration) (time.Duration, error) {
