@@ -32,7 +32,14 @@ type ProcConn struct {
 	Expires  uint32 // seconds left before the entry expires
 	PEName   string // persistence engine, "" when none
 	PEData   string // the engine's data as its show_pe_data prints it
+	// Origin is "LOCAL" or "SYNC" (created by the sync backup) in
+	// /proc/net/ip_vs_conn_sync, "" in /proc/net/ip_vs_conn.
+	Origin string
 }
+
+// FromSync reports whether the kernel created the entry from a sync
+// message rather than from local traffic (IP_VS_CONN_F_SYNC).
+func (p *ProcConn) FromSync() bool { return p.Origin == "SYNC" }
 
 // ProcError is a malformed /proc/net/ip_vs_conn line.
 type ProcError struct {
@@ -51,14 +58,16 @@ var protoNames = map[string]uint8{
 	"ICMPv6": 58, "AH": ProtoAH, "ESP": ProtoESP,
 }
 
-// ParseConnTable parses the text of /proc/net/ip_vs_conn. It returns every
-// entry or, on the first malformed line, an error naming line and field
-// and no entries.
+// ParseConnTable parses the text of /proc/net/ip_vs_conn, or of
+// /proc/net/ip_vs_conn_sync (told apart by its header's Origin column).
+// It returns every entry or, on the first malformed line, an error naming
+// line and field and no entries.
 func ParseConnTable(r io.Reader) ([]ProcConn, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	var out []ProcConn
 	line := 0
+	withOrigin := false
 	for sc.Scan() {
 		line++
 		text := sc.Text()
@@ -66,9 +75,10 @@ func ParseConnTable(r io.Reader) ([]ProcConn, error) {
 			continue
 		}
 		if line == 1 && strings.HasPrefix(text, "Pro ") {
+			withOrigin = strings.Contains(text, " Origin ")
 			continue
 		}
-		pc, err := parseConnLine(line, text)
+		pc, err := parseConnLine(line, text, withOrigin)
 		if err != nil {
 			return nil, err
 		}
@@ -80,9 +90,21 @@ func ParseConnTable(r io.Reader) ([]ProcConn, error) {
 	return out, nil
 }
 
-func parseConnLine(line int, text string) (ProcConn, error) {
+func parseConnLine(line int, text string, withOrigin bool) (ProcConn, error) {
 	var pc ProcConn
 	f := strings.Fields(text)
+	if withOrigin {
+		if len(f) != 10 {
+			return pc, &ProcError{Line: line, Field: "line", Value: text, Reason: fmt.Sprintf("%d fields, want 10", len(f))}
+		}
+		switch f[8] {
+		case "LOCAL", "SYNC":
+			pc.Origin = f[8]
+		default:
+			return pc, &ProcError{Line: line, Field: "Origin", Value: f[8], Reason: "want LOCAL or SYNC"}
+		}
+		f = append(f[:8], f[9])
+	}
 	if len(f) < 9 {
 		return pc, &ProcError{Line: line, Field: "line", Value: text, Reason: fmt.Sprintf("%d fields, want at least 9", len(f))}
 	}

@@ -91,3 +91,62 @@ func TestRefreshConnRefusesUnknownState(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestParseConnSyncTable(t *testing.T) {
+	text := `Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Origin Expires
+TCP 0A000001 C350 0A0000FE 0050 0A000102 0050 ESTABLISHED LOCAL      899
+TCP 0A000002 C351 0A0000FE 0050 0A000102 0050 ESTABLISHED SYNC       880
+`
+	got, err := ParseConnTable(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Origin != "LOCAL" || got[0].FromSync() || !got[1].FromSync() || got[1].Expires != 880 || got[1].CPort != 0xc351 {
+		t.Fatalf("%+v", got)
+	}
+	_, err = ParseConnTable(strings.NewReader(strings.Replace(text, "SYNC ", "PEER ", 1)))
+	var pe *ProcError
+	if !errors.As(err, &pe) || pe.Field != "Origin" || pe.Line != 3 {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestTracker(t *testing.T) {
+	mk := func(cport uint16, state string, origin string, rs string) ProcConn {
+		pc := ProcConn{Protocol: ProtoTCP, ProtoName: "TCP", CAddr: netip.MustParseAddr("10.0.0.1"), CPort: cport,
+			VAddr: netip.MustParseAddr("10.0.0.100"), VPort: 80, DAddr: netip.MustParseAddr(rs), DPort: 80,
+			StateName: state, Expires: 100, Origin: origin}
+		pc.State, pc.StateKnown = stateByName(ProtoTCP, state)
+		return pc
+	}
+	tr := NewTracker()
+	out, _ := tr.Changed([]ProcConn{
+		mk(1, "ESTABLISHED", "LOCAL", "10.0.1.1"),
+		mk(2, "SYN_RECV", "LOCAL", "10.0.1.1"),    // never synced by the master
+		mk(3, "ESTABLISHED", "SYNC", "10.0.1.1"),  // a peer's entry
+		mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"), // noted below as exported by the master
+	}[:3])
+	if len(out) != 1 || out[0].CPort != 1 || out[0].Timeout != 100 {
+		t.Fatalf("first read: %+v", out)
+	}
+	c4, _ := RefreshConn(mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"))
+	tr.Note(&c4)
+	out, _ = tr.Changed([]ProcConn{
+		mk(1, "ESTABLISHED", "LOCAL", "10.0.1.1"), // unchanged
+		mk(2, "ESTABLISHED", "LOCAL", "10.0.1.1"), // now established
+		mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"), // the master sent it
+	})
+	if len(out) != 1 || out[0].CPort != 2 {
+		t.Fatalf("second read: %+v", out)
+	}
+	out, _ = tr.Changed([]ProcConn{
+		mk(1, "FIN_WAIT", "LOCAL", "10.0.1.1"),    // state change
+		mk(2, "ESTABLISHED", "LOCAL", "10.0.1.3"), // real server change
+	})
+	if len(out) != 2 || out[0].Flags&FlagInactive == 0 || out[1].DAddr != netip.MustParseAddr("10.0.1.3") {
+		t.Fatalf("third read: %+v", out)
+	}
+	if tr.Len() != 2 {
+		t.Fatalf("entry 4 left the table but is still tracked: %d", tr.Len())
+	}
+}

@@ -80,6 +80,16 @@ type Config struct {
 	BackupMaxLen int
 	// ProcConnPath is the connection table; default /proc/net/ip_vs_conn.
 	ProcConnPath string
+	// ProcConnSyncPath is the same table with each entry's origin (local
+	// traffic or sync); default /proc/net/ip_vs_conn_sync.
+	ProcConnSyncPath string
+	// PollInterval, when set, makes Run read the table that often and
+	// export local entries that are new or changed: the kernel's master
+	// holds a lone export for 2 to 3 s (IPVS_SYNC_FLUSH_TIME plus its 1 s
+	// check period), so this is how an entry reaches the peers within a
+	// second of its sync threshold. Each read costs time proportional to
+	// the table. Zero: only the master's exports and the start-up read.
+	PollInterval time.Duration
 	// LogInterval limits drop log lines to one per reason per interval;
 	// default 10 s.
 	LogInterval time.Duration
@@ -102,6 +112,9 @@ func (c *Config) setDefaults() {
 	if c.ProcConnPath == "" {
 		c.ProcConnPath = "/proc/net/ip_vs_conn"
 	}
+	if c.ProcConnSyncPath == "" {
+		c.ProcConnSyncPath = "/proc/net/ip_vs_conn_sync"
+	}
 	if c.LogInterval == 0 {
 		c.LogInterval = 10 * time.Second
 	}
@@ -119,6 +132,9 @@ func (c *Config) validate() error {
 	}
 	if c.BackupMaxLen < ipvssync.MinBackupMaxLen || c.BackupMaxLen > 65535-28 {
 		return fmt.Errorf("backup_maxlen: %d outside %d..%d", c.BackupMaxLen, ipvssync.MinBackupMaxLen, 65535-28)
+	}
+	if c.PollInterval < 0 {
+		return fmt.Errorf("poll_interval: %v is negative", c.PollInterval)
 	}
 	if c.MasterMaxLen < 0 || c.MasterMaxLen > 65535-28 {
 		return fmt.Errorf("master_maxlen: %d outside 0..%d", c.MasterMaxLen, 65535-28)
@@ -317,62 +333,115 @@ func (b *Bridge) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Snapshot reads the kernel's connection table and returns every entry the
-// sync protocol can carry, with the time it has left as its timeout.
-// Entries it cannot carry are counted as DropProcUnsyncable.
-func (b *Bridge) Snapshot(ctx context.Context) ([]conn.Entry, error) {
-	f, err := os.Open(b.cfg.ProcConnPath)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	defer f.Close()
-	pcs, err := ipvssync.ParseConnTable(f)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	out := make([]conn.Entry, 0, len(pcs))
-	for _, pc := range pcs {
-		c, err := ipvssync.RefreshConn(pc)
+// readTable reads the kernel's connection table with each entry's origin:
+// the entries of ProcConnPath (which carries persistence-engine data), with
+// Origin taken from ProcConnSyncPath. An entry missing from the second
+// read (it came and went in between) counts as local.
+func (b *Bridge) readTable() ([]ipvssync.ProcConn, error) {
+	read := func(path string) ([]ipvssync.ProcConn, error) {
+		f, err := os.Open(path)
 		if err != nil {
-			b.drop(DropProcUnsyncable, 1, "ipvs table entry not syncable", "error", err)
-			continue
+			return nil, err
 		}
-		out = append(out, ipvssync.ToEntry(&c))
+		defer f.Close()
+		return ipvssync.ParseConnTable(f)
+	}
+	table, err := read(b.cfg.ProcConnPath)
+	if err != nil {
+		return nil, fmt.Errorf("read ipvs table: %w", err)
+	}
+	origins, err := read(b.cfg.ProcConnSyncPath)
+	if err != nil {
+		return nil, fmt.Errorf("read ipvs table origins: %w", err)
+	}
+	type key struct {
+		k     ipvssync.TableKey
+		daddr netip.Addr
+	}
+	fromSync := make(map[key]bool, len(origins))
+	for _, o := range origins {
+		fromSync[key{ipvssync.TableKey{Protocol: o.Protocol, CAddr: o.CAddr, CPort: o.CPort, VAddr: o.VAddr, VPort: o.VPort, Template: o.Template}, o.DAddr}] = o.FromSync()
+	}
+	for i := range table {
+		t := &table[i]
+		t.Origin = "LOCAL"
+		if fromSync[key{ipvssync.TableKey{Protocol: t.Protocol, CAddr: t.CAddr, CPort: t.CPort, VAddr: t.VAddr, VPort: t.VPort, Template: t.Template}, t.DAddr}] {
+			t.Origin = "SYNC"
+		}
+	}
+	return table, nil
+}
+
+// Snapshot reads the kernel's connection table and returns every local
+// entry (not created from a peer's message) in a state the kernel syncs,
+// with the time it has left as its timeout. Entries the protocol cannot
+// carry are counted as DropProcUnsyncable.
+func (b *Bridge) Snapshot(ctx context.Context) ([]conn.Entry, error) {
+	table, err := b.readTable()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	conns, skipped := ipvssync.NewTracker().Changed(table)
+	for _, err := range skipped {
+		b.drop(DropProcUnsyncable, 1, "ipvs table entry not syncable", "error", err)
+	}
+	out := make([]conn.Entry, len(conns))
+	for i := range conns {
+		out[i] = ipvssync.ToEntry(&conns[i])
 	}
 	return out, ctx.Err()
 }
 
-// Run exports the kernel's table: first a snapshot of /proc/net/ip_vs_conn
-// (entries the master never sent), then every message the master sends,
-// until ctx is done.
+// Run exports the kernel's table until ctx is done: first the local
+// entries of a read of the table (those the master never sent), then
+// every message the master sends and, with PollInterval, what each read
+// of the table finds new or changed.
 func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
-	snap, err := b.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	for len(snap) > 0 {
-		n := min(len(snap), 256)
-		export(snap[:n])
-		snap = snap[n:]
-	}
-	buf := make([]byte, 65536+1)
+	tracker := ipvssync.NewTracker()
 	var entries []conn.Entry
+	exportConns := func(conns []ipvssync.Conn) {
+		for len(conns) > 0 {
+			n := min(len(conns), 256)
+			entries = entries[:0]
+			for i := range conns[:n] {
+				entries = append(entries, ipvssync.ToEntry(&conns[i]))
+			}
+			export(entries)
+			conns = conns[n:]
+		}
+	}
+	pollTable := func() error {
+		table, err := b.readTable()
+		if err != nil {
+			return err
+		}
+		conns, skipped := tracker.Changed(table)
+		for _, err := range skipped {
+			b.drop(DropProcUnsyncable, 1, "ipvs table entry not syncable", "error", err)
+		}
+		exportConns(conns)
+		return nil
+	}
+	if err := pollTable(); err != nil {
+		return fmt.Errorf("start-up read: %w", err)
+	}
+	lastPoll := b.now()
+	buf := make([]byte, 65536+1)
+	var conns []ipvssync.Conn
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		wait := 100 * time.Millisecond
+		if iv := b.cfg.PollInterval; iv > 0 {
+			wait = min(wait, max(time.Until(lastPoll.Add(iv)), 0))
+		}
 		fds := []unix.PollFd{{Fd: int32(b.capFD), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 100)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
+		n, err := unix.Poll(fds, int(wait/time.Millisecond))
+		if err != nil && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("poll capture socket: %w", err)
 		}
-		if n == 0 {
-			continue
-		}
-		for {
+		for n > 0 {
 			sz, from, err := unix.Recvfrom(b.capFD, buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				break
@@ -392,9 +461,16 @@ func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 			if !ok {
 				continue
 			}
-			entries = b.decodeExport(payload, entries[:0])
-			if len(entries) > 0 {
-				export(entries)
+			conns = b.decodeExport(payload, conns[:0])
+			for i := range conns {
+				tracker.Note(&conns[i])
+			}
+			exportConns(conns)
+		}
+		if iv := b.cfg.PollInterval; iv > 0 && b.now().Sub(lastPoll) >= iv {
+			lastPoll = b.now()
+			if err := pollTable(); err != nil {
+				return err
 			}
 		}
 	}
@@ -435,7 +511,7 @@ func SyncPayload(p []byte, group netip.Addr, port, skipSrc uint16) ([]byte, bool
 	return udp[8:ulen], true
 }
 
-func (b *Bridge) decodeExport(payload []byte, out []conn.Entry) []conn.Entry {
+func (b *Bridge) decodeExport(payload []byte, out []ipvssync.Conn) []ipvssync.Conn {
 	m, err := ipvssync.Decode(payload)
 	if err != nil {
 		b.drop(DropMalformed, 1, "malformed message from the kernel's master", "error", err)
@@ -446,7 +522,7 @@ func (b *Bridge) decodeExport(payload []byte, out []conn.Entry) []conn.Entry {
 			b.drop(DropUnsyncable, 1, "kernel exported a record its backup would drop", "error", err)
 			continue
 		}
-		out = append(out, ipvssync.ToEntry(&m.Conns[i]))
+		out = append(out, m.Conns[i])
 	}
 	return out
 }

@@ -24,6 +24,11 @@ import (
 	"github.com/saru-lb/saru/syncd/ipvssync"
 )
 
+type captured struct {
+	at time.Time
+	b  []byte
+}
+
 type exportKey struct {
 	caddr    netip.Addr
 	cport    uint16
@@ -33,12 +38,33 @@ type exportKey struct {
 // director is one director's bridge in the lab and what it exported.
 type director struct {
 	ns     string
+	poll   time.Duration // the bridge's PollInterval
 	b      *Bridge
 	mu     sync.Mutex
 	first  map[exportKey]time.Time // first export of each entry
-	raw    [][]byte                // master's datagrams as captured by a second socket
+	sentAt map[uint16]time.Time     // when the test sent the threshold packet, by client port
+	raw    []captured              // master's datagrams as captured by a second socket
 	cancel context.CancelFunc
 	done   chan error
+}
+
+// masterSent returns when the second capture socket first saw the master
+// send client port cport.
+func (d *director) masterSent(cport uint16) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, rc := range d.raw {
+		m, err := ipvssync.Decode(rc.b)
+		if err != nil {
+			continue
+		}
+		for _, c := range m.Conns {
+			if c.CPort == cport && !c.Template() {
+				return rc.at, true
+			}
+		}
+	}
+	return time.Time{}, false
 }
 
 func (d *director) exportedAt(k exportKey) (time.Time, bool) {
@@ -50,10 +76,11 @@ func (d *director) exportedAt(k exportKey) (time.Time, bool) {
 
 // startDirector opens a bridge in ns and runs it; export hands entries to
 // peer (the in-process peer transport of this test).
-func startDirector(t *testing.T, ns string, peer func() *director) *director {
+func startDirector(t *testing.T, ns string, poll time.Duration, peer func() *director) *director {
 	t.Helper()
-	d := &director{ns: ns, first: map[exportKey]time.Time{}, done: make(chan error, 1)}
+	d := &director{ns: ns, poll: poll, first: map[exportKey]time.Time{}, sentAt: map[uint16]time.Time{}, done: make(chan error, 1)}
 	cfg := Config{ProcConnPath: "/proc/thread-self/net/ip_vs_conn",
+		ProcConnSyncPath: "/proc/thread-self/net/ip_vs_conn_sync", PollInterval: poll,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("director", ns)}
 	if err := inNetns(ns, func() error {
 		var err error
@@ -108,7 +135,7 @@ func startDirector(t *testing.T, ns string, peer func() *director) *director {
 			}
 			if p, ok := SyncPayload(buf[:n], ipvssync.DefaultGroup, ipvssync.DefaultPort, d.b.injPort); ok {
 				d.mu.Lock()
-				d.raw = append(d.raw, append([]byte(nil), p...))
+				d.raw = append(d.raw, captured{time.Now(), append([]byte(nil), p...)})
 				d.mu.Unlock()
 			}
 		}
@@ -136,8 +163,11 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		}
 		l := newLab(t)
 		var a, b *director
-		a = startDirector(t, l.dirA, func() *director { return b })
-		b = startDirector(t, l.dirB, func() *director { return a })
+		// A reads its table every 200 ms besides capturing its master's
+		// exports; B relies on its master's exports alone. So A to B shows
+		// the path within a second of the threshold, B to A the capture.
+		a = startDirector(t, l.dirA, 200*time.Millisecond, func() *director { return b })
+		b = startDirector(t, l.dirB, 0, func() *director { return a })
 
 		t.Run("BothThreadsOnDummy", func(t *testing.T) {
 			for _, ns := range []string{l.dirA, l.dirB} {
@@ -173,6 +203,14 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 				from.ns, to.ns, ms(exp.Sub(sent)), ms(seen.Sub(exp)), ms(seen.Sub(sent)))
 			if seen.Sub(exp) > time.Second {
 				t.Errorf("export to peer table took %v", seen.Sub(exp))
+			}
+			if from.poll > 0 && seen.Sub(sent) > time.Second {
+				t.Errorf("threshold packet to peer table took %v", seen.Sub(sent))
+			}
+			if from.poll == 0 {
+				if _, ok := from.masterSent(cport); !ok {
+					t.Errorf("%s exported port %d without its master sending it", from.ns, cport)
+				}
 			}
 			if got.DAddr != src.DAddr || got.DPort != src.DPort || got.VAddr != l.vip || got.VPort != uint16(vport) {
 				t.Errorf("peer entry %+v, source %+v", got, src)
@@ -227,34 +265,70 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		// The kernel master holds a lone export up to 2 s
 		// (IPVS_SYNC_FLUSH_TIME) and checks once a second; measure the
 		// whole path as well as the bridge's part.
+		// Export to the entry in the peer's table, both ways: A exports by
+		// reading its table (within a second of the threshold), B by
+		// capturing its master's datagrams (after the master's 2-3 s).
 		t.Run("ExportToPeerLatency", func(t *testing.T) {
-			l.via(t, a.ns)
-			var bridgePart, whole []time.Duration
-			for i := 0; i < 20; i++ {
-				cport := uint16(41000 + i)
-				_, sent := l.connect(t, cport, 80)
-				_, seen, err := waitConn(b.ns, l.client, cport, false, 5*time.Second)
-				if err != nil {
-					t.Fatal(err)
+			measure := func(from, to *director, base uint16, n int) (bridgePart, whole, master []time.Duration) {
+				l.via(t, from.ns)
+				for i := 0; i < n; i++ {
+					cport := base + uint16(i)
+					_, sent := l.connect(t, cport, 80)
+					from.mu.Lock()
+					from.sentAt[cport] = sent
+					from.mu.Unlock()
+					_, seen, err := waitConn(to.ns, l.client, cport, false, 5*time.Second)
+					if err != nil {
+						t.Fatal(err)
+					}
+					exp, ok := from.exportedAt(exportKey{l.client, cport, false})
+					if !ok {
+						t.Fatalf("port %d not exported", cport)
+					}
+					bridgePart = append(bridgePart, seen.Sub(exp))
+					whole = append(whole, seen.Sub(sent))
 				}
-				exp, ok := a.exportedAt(exportKey{l.client, cport, false})
-				if !ok {
-					t.Fatalf("port %d not exported", cport)
+				deadline := time.Now().Add(4 * time.Second)
+				for i := 0; i < n; i++ {
+					cport := base + uint16(i)
+					for {
+						if at, ok := from.masterSent(cport); ok {
+							from.mu.Lock()
+							master = append(master, at.Sub(from.sentAt[cport]))
+							from.mu.Unlock()
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Errorf("master never sent port %d", cport)
+							break
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
 				}
-				bridgePart = append(bridgePart, seen.Sub(exp))
-				whole = append(whole, seen.Sub(sent))
+				for _, d := range [][]time.Duration{bridgePart, whole, master} {
+					slices.Sort(d)
+				}
+				return
 			}
-			slices.Sort(bridgePart)
-			slices.Sort(whole)
-			t.Logf("export-to-peer-ms p50=%s p99=%s (n=%d); threshold-to-peer-ms p50=%s p99=%s",
-				ms(percentile(bridgePart, 0.5)), ms(percentile(bridgePart, 0.99)), len(bridgePart),
-				ms(percentile(whole, 0.5)), ms(percentile(whole, 0.99)))
+			pb, pw, pm := measure(a, b, 41000, 20)
+			cb, cw, cm := measure(b, a, 41100, 10)
+			t.Logf("capture path (B to A, n=%d): export-to-peer-ms p50=%s p99=%s; threshold-to-master-send-ms p50=%s p99=%s; threshold-to-peer-ms p50=%s p99=%s",
+				len(cb), ms(percentile(cb, 0.5)), ms(percentile(cb, 0.99)), ms(percentile(cm, 0.5)), ms(percentile(cm, 0.99)), ms(percentile(cw, 0.5)), ms(percentile(cw, 0.99)))
+			t.Logf("table-read path every 200 ms (A to B, n=%d): export-to-peer-ms p50=%s p99=%s; threshold-to-peer-ms p50=%s p99=%s (master sent after p50=%s p99=%s)",
+				len(pb), ms(percentile(pb, 0.5)), ms(percentile(pb, 0.99)), ms(percentile(pw, 0.5)), ms(percentile(pw, 0.99)), ms(percentile(pm, 0.5)), ms(percentile(pm, 0.99)))
+			if p := percentile(pw, 0.99); p > time.Second {
+				t.Errorf("table-read path: threshold to peer p99 %v > 1 s", p)
+			}
+			if p := percentile(cb, 0.99); p > time.Second {
+				t.Errorf("capture path: export to peer p99 %v > 1 s", p)
+			}
 		})
 
 		t.Run("Golden", func(t *testing.T) {
 			for _, d := range []*director{a, b} {
 				d.mu.Lock()
-				for _, r := range d.raw {
+				for _, rc := range d.raw {
+					r := rc.b
 					m, err := ipvssync.Decode(r)
 					if err != nil {
 						t.Errorf("captured master datagram does not decode: %v\n%x", err, r)
@@ -457,8 +531,15 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			if _, _, err := waitConn(b.ns, l.client, 42100, false, 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := a.exportedAt(exportKey{l.client, 42100, false}); !ok {
-				t.Fatal("not exported")
+			deadline := time.Now().Add(4 * time.Second)
+			for {
+				if _, ok := a.masterSent(42100); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("master never sent port 42100")
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			tv := unix.Timeval{Usec: 200000}
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
