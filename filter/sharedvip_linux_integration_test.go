@@ -175,7 +175,12 @@ type hub struct {
 
 const clientAddrs = 40
 
-func newHub(t *testing.T) *hub {
+// clusterMAC is the multicast cluster MAC of the CLUSTERIP-style mode.
+const clusterMAC = "01:00:5e:7f:00:61"
+
+// newHub builds the network. With cluster set, the directors keep their own
+// MACs and share the multicast cluster MAC instead (IPv4 only).
+func newHub(t *testing.T, cluster bool) *hub {
 	h := &hub{}
 	sw := newNetNS(t, "hub")
 	sw.Sh(t, "ip link add br0 type bridge ageing_time 0 stp_state 0")
@@ -197,12 +202,18 @@ func newHub(t *testing.T) *hub {
 	for _, d := range h.dirs {
 		d.Sysctl(t, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
 			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-		d.IPBatch(t, []string{
-			"link set eth0 address " + sharedMAC,
+		lines := []string{
 			"addr add " + vip4.String() + "/24 dev eth0",
 			"addr add " + vip6.String() + "/64 dev eth0 nodad",
 			"link set eth0 up",
-		})
+		}
+		if !cluster {
+			lines = append([]string{"link set eth0 address " + sharedMAC}, lines...)
+		}
+		d.IPBatch(t, lines)
+		if cluster {
+			joinCluster(t, d)
+		}
 	}
 	h.client.Sysctl(t, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	lines := []string{"link set eth0 up"}
@@ -450,14 +461,18 @@ func (h *hub) echoCounters(t *testing.T, active []int, desc string) map[int]uint
 }
 
 func (h *hub) phase(t *testing.T, assign, active []int, portBase uint16) {
-	for _, v6 := range []bool{false, true} {
+	h.phaseFamilies(t, assign, active, portBase, []bool{false, true}, 1000)
+}
+
+func (h *hub) phaseFamilies(t *testing.T, assign, active []int, portBase uint16, families []bool, n int) {
+	for _, v6 := range families {
 		fam := "ipv4"
 		if v6 {
 			fam = "ipv6"
 		}
 		t.Run(fam, func(t *testing.T) {
-			tcp := h.exchanges(assign, "tcp", v6, 1000, portBase)
-			udp := h.exchanges(assign, "udp", v6, 1000, portBase)
+			tcp := h.exchanges(assign, "tcp", v6, n, portBase)
+			udp := h.exchanges(assign, "udp", v6, n, portBase)
 			h.runTCP(t, tcp)
 			h.runUDP(t, udp)
 			h.checkResponders(t, tcp)
@@ -486,7 +501,7 @@ func (h *hub) phase(t *testing.T, assign, active []int, portBase uint16) {
 
 func TestIntegrationSharedVIP(t *testing.T) {
 	requireRoot(t)
-	h := newHub(t)
+	h := newHub(t, false)
 	rng := rand.New(rand.NewPCG(1, 2))
 	assign := make([]int, hubBuckets)
 	for b := range assign {

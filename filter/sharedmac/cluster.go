@@ -20,18 +20,18 @@ const nfARPOut = 1
 
 // ARP header offsets for Ethernet/IPv4 (RFC 826).
 const (
-	arpOpOffset  = 6
 	arpSHAOffset = 8
 	arpSPAOffset = 14
-	arpOpReply   = 2
 )
 
 // InstallClusterARP sets up the CLUSTERIP-style receive path for IPv4 VIPs
 // on ifname, in one atomic batch that replaces any previous copy:
 //
-//   - table arp saru_cluster_mac, chain output: an ARP reply sent from ifname
-//     whose sender address is a VIP carries the cluster MAC as sender
-//     hardware address;
+//   - table arp saru_cluster_mac, chain output: an ARP packet sent from
+//     ifname whose sender address is a VIP (replies for the VIP, and the
+//     director's own requests from the VIP, which neighbours also learn
+//     from) carries the cluster MAC as sender hardware address, as
+//     CLUSTERIP's ARP mangling did;
 //   - table inet saru_cluster_mac, chain prerouting (priority -350, before
 //     the ownership filter): a frame that arrived on ifname for the cluster
 //     MAC is marked as addressed to this host, as CLUSTERIP did; otherwise
@@ -74,8 +74,6 @@ func (h *Helper) InstallClusterARP(ctx context.Context, ifname string, mac net.H
 		c.AddRule(&nftables.Rule{Table: arpT, Chain: out, Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifn},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: arpOpOffset, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(arpOpReply)},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: arpSPAOffset, Len: 4},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: v.AsSlice()},
 			&expr.Immediate{Register: 1, Data: mac},

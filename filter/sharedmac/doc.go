@@ -12,7 +12,7 @@
 //     MAC, joins a multicast cluster MAC on the interface (JoinMulticastMAC)
 //     and answers ARP for the VIP with the cluster MAC (InstallClusterARP:
 //     an nftables arp-family rule rewrites the sender hardware address of
-//     its ARP replies, and an inet rule marks frames to the cluster MAC as
+//     the ARP packets it sends from the VIP, and an inet rule marks frames to the cluster MAC as
 //     addressed to the host, without which TCP drops them). IPv4 only: the
 //     kernel's IPv6 neighbour advertisements are not rewritten, so IPv6
 //     neighbours learn each director's own MAC; use the shared unicast MAC
