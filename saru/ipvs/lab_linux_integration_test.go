@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -440,7 +441,52 @@ func testTrafficNAT(t *testing.T) {
 			t.Errorf("quiescent rs2 has %d active connections, want its 2 established ones kept", d.ActiveConns)
 		}
 	}
-	t.Logf("director's table:\n%s", dir.exec("ipvsadm", "-L", "-n", "--stats"))
+	// Counters read over netlink render exactly as ipvsadm --stats prints
+	// them. The kernel folds its per-CPU counters into what it reports every
+	// 2 s; the held connections are idle, so once folded they stand still.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if list, err = c.List(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := list[0].Service.Stats
+		if st.Connections == 7 && st.PacketsIn > 0 && st.PacketsOut > 0 && st.BytesOut > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service counters %+v after 7 connections", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	raw := dir.exec("ipvsadm", "-L", "-n", "--stats", "--exact")
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := services.Render(services.ToProto(list), services.RenderOptions{Format: services.FormatStats, Exact: true, Version: info.VersionString(), ConnTabSize: info.ConnTabSize})
+	if got != raw {
+		t.Errorf("rendered stats differ from ipvsadm --stats --exact:\n%s\nipvsadm:\n%s", got, raw)
+	}
+	t.Logf("director's table:\n%s", raw)
+
+	// Persistence: one client sticks to one real server, through a
+	// persistence template the connection table shows.
+	persistent := strings.Replace(cfg, "scheduler: rr", "scheduler: rr\n  persistence_timeout: 60", 1)
+	if _, err := services.Reconcile(ctx, c, mustDesired(t, persistent)); err != nil {
+		t.Fatal(err)
+	}
+	first := ""
+	for i := range 4 {
+		_, name := dial(t, cli, "10.10.0.100:80")
+		if i == 0 {
+			first = name
+		} else if name != first {
+			t.Errorf("persistent service sent the client to %s after %s", name, first)
+		}
+	}
+	if out := dir.exec("ipvsadm", "-L", "-c", "-n"); !regexp.MustCompile(`(?m)^TCP +\S+ +\S+ +10\.10\.0\.2:0 +10\.10\.0\.100:80 +10\.20\.[12]\.2:8080`).MatchString(out) {
+		t.Errorf("no persistence template in the connection table:\n%s", out)
+	}
 }
 
 func testTrafficDR(t *testing.T) {
