@@ -42,7 +42,7 @@ type director struct {
 	b      *Bridge
 	mu     sync.Mutex
 	first  map[exportKey]time.Time // first export of each entry
-	sentAt map[uint16]time.Time     // when the test sent the threshold packet, by client port
+	sentAt map[uint16]time.Time    // when the test sent the threshold packet, by client port
 	raw    []captured              // master's datagrams as captured by a second socket
 	cancel context.CancelFunc
 	done   chan error
