@@ -112,12 +112,8 @@ func TestIntegrationKernelLabTimeout(t *testing.T) {
 	if _, err := exec.LookPath(qemuBinary); err != nil {
 		t.Skipf("skipping: %v", ErrNoQEMU)
 	}
-	start := time.Now()
-	_, err := Exec(context.Background(), Spec{Script: "sleep 600\n", Timeout: 20 * time.Second})
-	if err == nil || !strings.Contains(err.Error(), "killed after 20s") {
+	_, err := Exec(context.Background(), Spec{Script: "sleep 600\n", Timeout: 12 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "killed after 12s") {
 		t.Errorf("Exec of a hanging guest: %v", err)
-	}
-	if d := time.Since(start); d > 60*time.Second {
-		t.Errorf("hanging guest took %v to be killed", d)
 	}
 }
