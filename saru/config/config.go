@@ -127,8 +127,8 @@ type Config struct {
 const (
 	DefaultGRPCListen     = ":7400"
 	DefaultGossipBind     = "0.0.0.0:7946"
-	DefaultProbeInterval  = 200 * time.Millisecond
-	DefaultProbeTimeout   = 100 * time.Millisecond
+	DefaultProbeInterval  = 100 * time.Millisecond
+	DefaultProbeTimeout   = 50 * time.Millisecond
 	DefaultSuspicionMult  = 2
 	DefaultGossipInterval = 50 * time.Millisecond
 	DefaultTick           = 100 * time.Millisecond

@@ -81,10 +81,11 @@ type testOpts struct {
 	syncReady  bool
 	noSync     bool
 	verboseLog bool
+	probe      time.Duration // memberlist probe interval; the timeout is half
 }
 
 func defaults() testOpts {
-	return testOpts{fast: true, seed: 0x5eed, buckets: testBuckets, joinDelay: 30 * time.Second, syncReady: true}
+	return testOpts{fast: true, seed: 0x5eed, buckets: testBuckets, joinDelay: 30 * time.Second, syncReady: true, probe: 200 * time.Millisecond}
 }
 
 func logger(verbose bool) *slog.Logger {
@@ -101,7 +102,7 @@ func startDirector(t testing.TB, id string, seeds []string, o testOpts) *directo
 		Services:      []config.Service{{VIP: netip.MustParseAddr("192.0.2.10"), Protocol: "tcp", Port: 80, Sense: partition.SrcPort}},
 		GossipBind:    netip.MustParseAddrPort("127.0.0.1:0"),
 		Seeds:         seeds,
-		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond, SuspicionMult: 2, GossipInterval: 50 * time.Millisecond,
+		ProbeInterval: o.probe, ProbeTimeout: o.probe / 2, SuspicionMult: 2, GossipInterval: 50 * time.Millisecond,
 		Tick: 20 * time.Millisecond, JoinDelay: o.joinDelay, Settle: 300 * time.Millisecond, FastFailover: o.fast,
 		DrainConfirmTimeout: 3 * time.Second, DrainTimeout: 20 * time.Second,
 	}
@@ -386,8 +387,8 @@ func TestForeignPeerRefused(t *testing.T) {
 	waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 	epoch := ds[0].n.Status().Epoch
 	for _, o := range []testOpts{
-		{fast: true, seed: 0xbad, buckets: testBuckets, syncReady: true, joinDelay: time.Second},
-		{fast: true, seed: 0x5eed, buckets: 2 * testBuckets, syncReady: true, joinDelay: time.Second},
+		{fast: true, seed: 0xbad, buckets: testBuckets, syncReady: true, joinDelay: time.Second, probe: 200 * time.Millisecond},
+		{fast: true, seed: 0x5eed, buckets: 2 * testBuckets, syncReady: true, joinDelay: time.Second, probe: 200 * time.Millisecond},
 	} {
 		x := startDirector(t, "x9", []string{ds[0].n.GossipAddr()}, o)
 		time.Sleep(time.Second)

@@ -2,7 +2,7 @@
 // pure state machine in package coord.
 //
 //   - Membership and failure detection: hashicorp/memberlist, tuned for a
-//     LAN (probe 200 ms, timeout 100 ms, suspicion multiplier 2, gossip
+//     LAN (probe 100 ms, timeout 50 ms, suspicion multiplier 2, gossip
 //     50 ms by default) so a killed director is declared dead within about
 //     a second. Node metadata (coord.Meta) carries weight, state, epoch,
 //     applied epoch, gRPC address, bucket count and seed; a peer with a
