@@ -199,8 +199,33 @@ func (b *builder) prerouting() {
 			to, matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(vip, SenseSrcAddr), lookupOwned(), accept())
 		b.add(ChainPrerouting, fmt.Sprintf("%s %s other than echo-request: accept", vip, protoName(icmp)),
 			to, matchL4(icmp), matchICMPType(expr.CmpOpNeq, echo), accept())
+		if b.masqueradesTo(vip) {
+			// Replies to real-server connections masqueraded to the VIP
+			// come back on ports no service claims. Masquerade keeps the
+			// real server's source port unless two collide, so the owner
+			// of that port's bucket (the director that forwarded the
+			// connection) accepts them; conntrack then reverses the NAT.
+			for _, p := range []byte{protoTCP, protoUDP} {
+				b.add(ChainPrerouting, fmt.Sprintf("%s %s to other ports sense dst-port (masqueraded real-server connections): owned, accept", vip, protoName(p)),
+					to, matchL4(p), b.portBucket(dirDst), lookupOwned(), accept())
+			}
+		}
 		b.add(ChainPrerouting, fmt.Sprintf("%s everything else: drop", vip), to, drop())
 	}
+}
+
+// masqueradesTo reports whether NAT mode may masquerade real-server
+// connections to vip (a real-server network of vip's family exists).
+func (b *builder) masqueradesTo(vip netip.Addr) bool {
+	if b.cfg.NAT == nil {
+		return false
+	}
+	for _, p := range b.cfg.NAT.RealServers {
+		if p.Addr().Is4() == vip.Is4() {
+			return true
+		}
+	}
+	return false
 }
 
 // natForward reproduces the seed's LVS-NAT POSTROUTING ownership rules in the

@@ -129,7 +129,13 @@ func TestBuildPreroutingShape(t *testing.T) {
 				}
 				seenAllPorts = seenAllPorts || allPorts
 			}
-			for _, suffix := range []string{"echo-request sense src-addr: owned, accept", "other than echo-request: accept", "everything else: drop"} {
+			tail := []string{"echo-request sense src-addr: owned, accept", "other than echo-request: accept"}
+			if cfg.NAT != nil {
+				tail = append(tail, "tcp to other ports sense dst-port (masqueraded real-server connections): owned, accept",
+					"udp to other ports sense dst-port (masqueraded real-server connections): owned, accept")
+			}
+			tail = append(tail, "everything else: drop")
+			for _, suffix := range tail {
 				if !strings.HasPrefix(pre[i].Description, vip.String()+" ") || !strings.HasSuffix(pre[i].Description, suffix) {
 					t.Fatalf("rule %d is %q, want %s ... %s", i, pre[i].Description, vip, suffix)
 				}

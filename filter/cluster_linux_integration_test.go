@@ -33,7 +33,7 @@ func joinCluster(t *testing.T, d *netNS) {
 // director receives, and the filter lets exactly the predicted one answer.
 func TestIntegrationClusterMAC(t *testing.T) {
 	requireRoot(t)
-	h := newHub(t, true)
+	h := newHub(t, true, hubConfig())
 	rng := rand.New(rand.NewPCG(5, 6))
 	assign := make([]int, hubBuckets)
 	for b := range assign {

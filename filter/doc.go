@@ -12,12 +12,21 @@
 //   - other ICMP to a VIP is accepted by every director;
 //   - everything else to a VIP is dropped.
 //
-// In LVS-NAT mode (Config.NAT) a forward chain lets exactly one director
-// forward each reply (the owner of the client's bucket, matched after IPVS
-// has rewritten the reply to come from the VIP) and each new connection from
-// the real servers (the owner of its source port; echo-request by
-// destination address), and a nat chain masquerades the latter; traffic
-// between real servers is untouched. These are the seed's POSTROUTING rules.
+// In LVS-NAT mode (Config.NAT) a forward chain (priority 200, after IPVS
+// rewrote a reply at forward priority 100) lets exactly one director forward
+// each reply from a virtual service (the owner of the client's bucket:
+// source and destination swap, so src-port is read from the reply's
+// destination port) and each new connection from the real servers (the
+// owner of its source port; echo-request by destination address, as in the
+// seed), and a nat chain masquerades the latter; traffic between real
+// servers is untouched. These are the seed's POSTROUTING rules. Replies to
+// masqueraded connections come back to the director's address on the
+// outgoing interface (typically the VIP) on a port no service claims; the
+// prerouting chain accepts them at the owner of that port's bucket, which is
+// the forwarding director as long as masquerade keeps the real server's
+// source port (it does unless two real servers use the same port towards
+// the same destination at once). A VIP with an all-ports service cannot
+// also serve as the masquerade address.
 //
 // # Buckets
 //

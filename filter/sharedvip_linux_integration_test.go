@@ -180,7 +180,7 @@ const clusterMAC = "01:00:5e:7f:00:61"
 
 // newHub builds the network. With cluster set, the directors keep their own
 // MACs and share the multicast cluster MAC instead (IPv4 only).
-func newHub(t *testing.T, cluster bool) *hub {
+func newHub(t *testing.T, cluster bool, cfg Config) *hub {
 	h := &hub{}
 	sw := newNetNS(t, "hub")
 	sw.Sh(t, "ip link add br0 type bridge ageing_time 0 stp_state 0")
@@ -226,7 +226,7 @@ func newHub(t *testing.T, cluster bool) *hub {
 	h.client.IPBatch(t, lines)
 	for i, d := range h.dirs {
 		h.resp = append(h.resp, startResponder(t, d, fmt.Sprintf("d%d", i+1)))
-		f, err := Open(context.Background(), hubConfig(), WithNetNS(d.FD))
+		f, err := Open(context.Background(), cfg, WithNetNS(d.FD))
 		if err != nil {
 			t.Fatalf("open filter in d%d: %v", i+1, err)
 		}
@@ -501,7 +501,7 @@ func (h *hub) phaseFamilies(t *testing.T, assign, active []int, portBase uint16,
 
 func TestIntegrationSharedVIP(t *testing.T) {
 	requireRoot(t)
-	h := newHub(t, false)
+	h := newHub(t, false, hubConfig())
 	rng := rand.New(rand.NewPCG(1, 2))
 	assign := make([]int, hubBuckets)
 	for b := range assign {
