@@ -313,8 +313,13 @@ func veth(t *testing.T, a *netns, ifa, addrA string, b *netns, ifb, addrB string
 // connection open until the client closes it.
 func serve(t *testing.T, n *netns, addr, name string) {
 	t.Helper()
+	serveNet(t, n, "tcp4", addr, name)
+}
+
+func serveNet(t *testing.T, n *netns, network, addr, name string) {
+	t.Helper()
 	var ln net.Listener
-	if err := n.do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
+	if err := n.do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
 		t.Fatalf("listen %s in %s: %v", addr, n.name, err)
 	}
 	t.Cleanup(func() { ln.Close() })
@@ -338,8 +343,13 @@ func serve(t *testing.T, n *netns, addr, name string) {
 // real server sent.
 func dial(t *testing.T, n *netns, addr string) (net.Conn, string) {
 	t.Helper()
+	return dialNet(t, n, "tcp4", addr)
+}
+
+func dialNet(t *testing.T, n *netns, network, addr string) (net.Conn, string) {
+	t.Helper()
 	var c net.Conn
-	if err := n.do(func() (err error) { c, err = net.DialTimeout("tcp4", addr, 10*time.Second); return err }); err != nil {
+	if err := n.do(func() (err error) { c, err = net.DialTimeout(network, addr, 10*time.Second); return err }); err != nil {
 		t.Fatalf("dial %s from %s: %v", addr, n.name, err)
 	}
 	t.Cleanup(func() { c.Close() })
@@ -377,6 +387,7 @@ func TestIntegrationTraffic(t *testing.T) {
 			t.Skip("skipping, requires root")
 		}
 		t.Run("NAT", testTrafficNAT)
+		t.Run("NAT6", testTrafficNAT6)
 		t.Run("DR", testTrafficDR)
 	})
 }
@@ -552,4 +563,51 @@ func checkConnTable(t *testing.T, director *netns, answered map[string]string, a
 			t.Errorf("ipvsadm -L -c -n sends client %s to %q, but %s (%s) answered", client, got, name, addrOf[name])
 		}
 	}
+}
+
+// testTrafficNAT6 is the NAT case over IPv6, with the sh scheduler: one
+// client address always maps to the same real server.
+func testTrafficNAT6(t *testing.T) {
+	ctx := context.Background()
+	cli, dir := newNetns(t, "nat6cli"), newNetns(t, "nat6dir")
+	rs := []*netns{newNetns(t, "nat6rs1"), newNetns(t, "nat6rs2")}
+	veth(t, cli, "c0", "", dir, "d0", "")
+	cli.ip("-6", "addr", "add", "fd00:10::2/64", "dev", "c0", "nodad")
+	dir.ip("-6", "addr", "add", "fd00:10::1/64", "dev", "d0", "nodad")
+	dir.ip("-6", "addr", "add", "fd00:10::100/128", "dev", "d0", "nodad") // the VIP
+	dir.sysctl("net.ipv6.conf.all.forwarding=1")
+	for i, r := range rs {
+		veth(t, r, "r0", "", dir, fmt.Sprintf("d%d", i+1), "")
+		r.ip("-6", "addr", "add", fmt.Sprintf("fd00:2%d::2/64", i+1), "dev", "r0", "nodad")
+		dir.ip("-6", "addr", "add", fmt.Sprintf("fd00:2%d::1/64", i+1), "dev", fmt.Sprintf("d%d", i+1), "nodad")
+		r.ip("-6", "route", "add", "default", "via", fmt.Sprintf("fd00:2%d::1", i+1))
+		serveNet(t, r, "tcp6", "[::]:8080", fmt.Sprintf("rs%d", i+1))
+	}
+	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.fd()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := services.Reconcile(ctx, c, mustDesired(t, `
+- address: "[fd00:10::100]:80"
+  scheduler: sh
+  forwarding: masq
+  real_servers:
+    - {address: "[fd00:21::2]:8080"}
+    - {address: "[fd00:22::2]:8080"}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	answered := map[string]string{}
+	first := ""
+	for i := range 3 {
+		conn, name := dialNet(t, cli, "tcp6", "[fd00:10::100]:80")
+		answered[conn.LocalAddr().String()] = name
+		if i == 0 {
+			first = name
+		} else if name != first {
+			t.Errorf("sh sent one client to %s and %s", first, name)
+		}
+	}
+	checkConnTable(t, dir, answered, map[string]string{"rs1": "[fd00:21::2]:8080", "rs2": "[fd00:22::2]:8080"})
 }
