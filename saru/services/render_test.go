@@ -114,3 +114,14 @@ func TestToProto(t *testing.T) {
 		t.Errorf("flags %v", f)
 	}
 }
+
+func TestLister(t *testing.T) {
+	k := newFakeKernel(goldenTable())
+	got, err := Lister{Kernel: k}.ListServices(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 || Render(got, RenderOptions{}) != strings.SplitN(goldenPlain, "\n", 2)[1] {
+		t.Errorf("listed %d services:\n%s", len(got), Render(got, RenderOptions{}))
+	}
+}
