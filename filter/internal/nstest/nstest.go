@@ -80,11 +80,19 @@ func (n *NetNS) IPBatch(tb testing.TB, lines []string) {
 	}
 }
 
-// Sysctl sets key=value pairs in the namespace.
+// Sysctl sets key=value pairs (e.g. net.ipv4.ip_forward=1) in the
+// namespace by writing /proc/sys from a thread inside it.
 func (n *NetNS) Sysctl(tb testing.TB, kv ...string) {
 	tb.Helper()
 	for _, s := range kv {
-		n.Sh(tb, "sysctl -q -w "+s)
+		key, value, ok := strings.Cut(s, "=")
+		if !ok {
+			tb.Fatalf("sysctl %q: want key=value", s)
+		}
+		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+		if err := n.Do(func() error { return os.WriteFile(path, []byte(value), 0o644) }); err != nil {
+			tb.Fatalf("%s: sysctl %s: %v", n.Name, s, err)
+		}
 	}
 }
 
