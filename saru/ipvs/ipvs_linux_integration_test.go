@@ -58,6 +58,7 @@ func TestIntegrationClient(t *testing.T) {
 		t.Run("SyncDaemons", testSyncDaemons)
 		t.Run("Timeouts", testTimeouts)
 		t.Run("KernelRefusalsNameTheObject", testRefusals)
+		t.Run("EveryScheduler", testEveryScheduler)
 	})
 }
 
@@ -312,5 +313,29 @@ func testRefusals(t *testing.T) {
 	s, err := c.Service(ctx, svc.ServiceID)
 	if err != nil || s.Scheduler != ipvs.DefaultScheduler {
 		t.Errorf("service after refused update: %+v, %v", s, err)
+	}
+}
+
+// testEveryScheduler creates a service with each scheduler the package
+// knows, so every name is one the kernel accepts.
+func testEveryScheduler(t *testing.T) {
+	c := labClient(t)
+	ctx := context.Background()
+	for i, sched := range ipvs.Schedulers() {
+		s := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.AddrPortFrom(netip.MustParseAddr("10.8.0.1"), uint16(1000+i))}, Scheduler: sched}
+		if err := c.NewService(ctx, s); err != nil {
+			t.Errorf("scheduler %s: %v", sched, err)
+			continue
+		}
+		got, err := c.Service(ctx, s.ServiceID)
+		if err != nil || got.Scheduler != sched {
+			t.Errorf("scheduler %s read back as %q, %v", sched, got.Scheduler, err)
+		}
+	}
+	out := ipvsadm(t, "-L", "-n")
+	for i, sched := range ipvs.Schedulers() {
+		if want := fmt.Sprintf("TCP 10.8.0.1:%d %s\n", 1000+i, sched); !strings.Contains(out, want) {
+			t.Errorf("ipvsadm -L -n lacks %q", want)
+		}
 	}
 }
