@@ -262,9 +262,36 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			t.Logf("ipvsadm in B:\n%s", sh(t, "ip netns exec "+b.ns+" ipvsadm -L -c -n"))
 		})
 
+		t.Run("IPv6", func(t *testing.T) {
+			l.via(t, a.ns)
+			c6 := netip.MustParseAddr("fd00::1")
+			l.connectFrom(t, c6, netip.MustParseAddr("fd00::100"), 40006, 80)
+			src, _, err := waitConn(a.ns, c6, 40006, false, time.Second)
+			if err != nil {
+				t.Fatalf("source director: %v", err)
+			}
+			got, _, err := waitConn(b.ns, c6, 40006, false, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.DAddr != src.DAddr || got.StateName != "ESTABLISHED" || got.VAddr != netip.MustParseAddr("fd00::100") {
+				t.Errorf("peer %+v, source %+v", got, src)
+			}
+			t.Logf("IPv6 entry on B: %+v", got)
+			deadline := time.Now().Add(4 * time.Second)
+			for {
+				if _, ok := a.masterSent(40006); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("master never sent the IPv6 entry")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+
 		// The kernel master holds a lone export up to 2 s
-		// (IPVS_SYNC_FLUSH_TIME) and checks once a second; measure the
-		// whole path as well as the bridge's part.
+		// (IPVS_SYNC_FLUSH_TIME) and checks once a second.
 		// Export to the entry in the peer's table, both ways: A exports by
 		// reading its table (within a second of the threshold), B by
 		// capturing its master's datagrams (after the master's 2-3 s).

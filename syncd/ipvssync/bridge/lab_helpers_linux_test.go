@@ -163,22 +163,26 @@ func waitConn(ns string, caddr netip.Addr, cport uint16, template bool, within t
 // dialFrom connects from namespace ns, from a fixed local port.
 func dialFrom(ns string, local netip.AddrPort, remote string) (net.Conn, error) {
 	var c net.Conn
+	network := "tcp4"
+	if local.Addr().Is6() {
+		network = "tcp6"
+	}
 	err := inNetns(ns, func() error {
 		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Timeout: 5 * time.Second}
 		var err error
-		c, err = d.Dial("tcp4", remote)
+		c, err = d.Dial(network, remote)
 		return err
 	})
 	return c, err
 }
 
 // echoServer listens in ns on addr and echoes every connection.
-func echoServer(t *testing.T, ns, addr string) {
+func echoServer(t *testing.T, ns, network, addr string) {
 	t.Helper()
 	var l net.Listener
 	if err := inNetns(ns, func() error {
 		var err error
-		l, err = net.Listen("tcp4", addr)
+		l, err = net.Listen(network, addr)
 		return err
 	}); err != nil {
 		t.Fatalf("listen %s in %s: %v", addr, ns, err)
@@ -236,13 +240,15 @@ func newLab(t *testing.T) *lab {
 		v := fmt.Sprintf("v%d-%s", i, id)
 		sh(t, fmt.Sprintf(`ip netns add %[1]s && ip link add %[2]s type veth peer name eth0 netns %[1]s &&
 ip link set %[2]s master %[3]s up && ip -n %[1]s link set lo up && ip -n %[1]s link set eth0 up &&
-ip -n %[1]s addr add %[4]s/24 dev eth0`, a.ns, v, l.hub, a.ip))
+ip -n %[1]s addr add %[4]s/24 dev eth0 &&
+ip -n %[1]s addr add fd00::%[5]s/64 dev eth0 nodad`, a.ns, v, l.hub, a.ip, strings.TrimPrefix(a.ip, "10.0.0.")))
 	}
 	for _, rs := range []string{l.rs1, l.rs2} {
-		sh(t, fmt.Sprintf(`ip -n %[1]s addr add 10.0.0.100/32 dev lo &&
+		sh(t, fmt.Sprintf(`ip -n %[1]s addr add 10.0.0.100/32 dev lo && ip -n %[1]s addr add fd00::100/128 dev lo &&
 ip netns exec %[1]s sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce'`, rs))
-		echoServer(t, rs, "0.0.0.0:80")
-		echoServer(t, rs, "0.0.0.0:8080")
+		echoServer(t, rs, "tcp4", "0.0.0.0:80")
+		echoServer(t, rs, "tcp4", "0.0.0.0:8080")
+		echoServer(t, rs, "tcp6", "[::]:80")
 	}
 	for _, d := range []string{l.dirA, l.dirB} {
 		sh(t, fmt.Sprintf(`ip -n %[1]s addr add 10.0.0.100/32 dev lo &&
@@ -251,7 +257,11 @@ ip netns exec %[1]s ipvsadm -a -t 10.0.0.100:80 -r 10.0.0.11:80 -g &&
 ip netns exec %[1]s ipvsadm -a -t 10.0.0.100:80 -r 10.0.0.12:80 -g &&
 ip netns exec %[1]s ipvsadm -A -t 10.0.0.100:8080 -s rr -p 300 &&
 ip netns exec %[1]s ipvsadm -a -t 10.0.0.100:8080 -r 10.0.0.11:8080 -g &&
-ip netns exec %[1]s ipvsadm -a -t 10.0.0.100:8080 -r 10.0.0.12:8080 -g`, d))
+ip netns exec %[1]s ipvsadm -a -t 10.0.0.100:8080 -r 10.0.0.12:8080 -g &&
+ip -n %[1]s addr add fd00::100/128 dev lo &&
+ip netns exec %[1]s ipvsadm -A -t [fd00::100]:80 -s rr &&
+ip netns exec %[1]s ipvsadm -a -t [fd00::100]:80 -r [fd00::11]:80 -g &&
+ip netns exec %[1]s ipvsadm -a -t [fd00::100]:80 -r [fd00::12]:80 -g`, d))
 	}
 	l.via(t, l.dirA)
 	return l
@@ -260,7 +270,8 @@ ip netns exec %[1]s ipvsadm -a -t 10.0.0.100:8080 -r 10.0.0.12:8080 -g`, d))
 // via routes the client's traffic for the VIP through director dir.
 func (l *lab) via(t *testing.T, dir string) {
 	t.Helper()
-	sh(t, fmt.Sprintf("ip -n %s route replace 10.0.0.100/32 via %s", l.cli, l.dirAddr[dir]))
+	sh(t, fmt.Sprintf("ip -n %s route replace 10.0.0.100/32 via %s && ip -n %s -6 route replace fd00::100/128 via fd00::%s",
+		l.cli, l.dirAddr[dir], l.cli, strings.TrimPrefix(l.dirAddr[dir], "10.0.0.")))
 }
 
 // connect opens a connection to the VIP from cport and sends and reads
@@ -269,7 +280,12 @@ func (l *lab) via(t *testing.T, dir string) {
 // packet was sent.
 func (l *lab) connect(t *testing.T, cport uint16, vport int) (net.Conn, time.Time) {
 	t.Helper()
-	c, err := dialFrom(l.cli, netip.AddrPortFrom(l.client, cport), fmt.Sprintf("10.0.0.100:%d", vport))
+	return l.connectFrom(t, l.client, l.vip, cport, vport)
+}
+
+func (l *lab) connectFrom(t *testing.T, client, vip netip.Addr, cport uint16, vport int) (net.Conn, time.Time) {
+	t.Helper()
+	c, err := dialFrom(l.cli, netip.AddrPortFrom(client, cport), netip.AddrPortFrom(vip, uint16(vport)).String())
 	if err != nil {
 		t.Fatalf("dial VIP:%d from port %d: %v", vport, cport, err)
 	}
