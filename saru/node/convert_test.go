@@ -5,8 +5,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/saru-lb/saru/saru/partition"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+	"github.com/saru-lb/saru/saru/partition"
 )
 
 func sample(t testing.TB) partition.Assignment {
