@@ -90,3 +90,22 @@ func TestTable(t *testing.T) {
 		})
 	}
 }
+
+// TestDeployExample: the example shipped in deploy/saru is valid.
+func TestDeployExample(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/saru/saru.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := config.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.For(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != "dir1" || len(c.Services) != 2 || c.Buckets != 4096 || c.SyncdAddress == "" {
+		t.Fatalf("deploy example: %+v", c)
+	}
+}
