@@ -279,8 +279,12 @@ func TestDaemonsGRPCurlDrainKillJoinTerm(t *testing.T) {
 			t.Fatalf("grpcurl list: %v\n%s", err, out)
 		}
 		out, err = exec.Command(g, "-plaintext", d2.grpc, "describe", "saru.v1.Cluster").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "rpc GetAssignment") {
+		if err != nil || !strings.Contains(string(out), "rpc GetAssignment") || !strings.Contains(string(out), "Drain moves a director's buckets away") {
 			t.Fatalf("grpcurl describe: %v\n%s", err, out)
+		}
+		out, err = exec.Command(g, "-plaintext", d2.grpc, "describe", "saru.v1.Member").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "applied_epoch is the newest epoch the director reports installed") {
+			t.Fatalf("grpcurl describe saru.v1.Member: %v\n%s", err, out)
 		}
 		out, err = exec.Command(g, "-plaintext", d2.grpc, "saru.v1.Cluster/GetAssignment").CombinedOutput()
 		if err != nil {

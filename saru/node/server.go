@@ -16,7 +16,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
@@ -34,7 +33,9 @@ func (n *Node) newServer() *grpc.Server {
 	hs := health.NewServer()
 	hs.SetServingStatus(sarupb.Cluster_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
+	if err := registerReflection(s); err != nil {
+		n.log.Warn("reflection without comments", "err", err)
+	}
 	return s
 }
 
