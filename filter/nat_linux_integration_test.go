@@ -51,6 +51,27 @@ func (h *hub) addRealServers(t *testing.T) *netNS {
 	return rs
 }
 
+// duplicateWait is how long to keep listening after the first answer: a
+// duplicate from a second director would follow within microseconds.
+const duplicateWait = 300 * time.Millisecond
+
+// countReplies reads c until no more datagrams come: up to 5 s for the first
+// (slow under load), then duplicateWait for duplicates.
+func countReplies(c *net.UDPConn) int {
+	buf := make([]byte, 64)
+	n := 0
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			return n
+		}
+		if n == 0 {
+			_ = c.SetReadDeadline(time.Now().Add(duplicateWait))
+		}
+		n++
+	}
+}
+
 func (h *hub) counter(t *testing.T, d int, desc string) uint64 {
 	cs, err := h.filters[d].Counters(context.Background())
 	if err != nil {
@@ -148,19 +169,11 @@ func TestIntegrationNAT(t *testing.T) {
 			t.Fatal(err)
 		}
 		replies := make([]int, n)
-		deadline := time.Now().Add(time.Second)
 		var wg sync.WaitGroup
 		for i, c := range conns {
 			wg.Go(func() {
 				defer c.Close()
-				_ = c.SetReadDeadline(deadline)
-				buf := make([]byte, 16)
-				for {
-					if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
-						return
-					}
-					replies[i]++
-				}
+				replies[i] = countReplies(c)
 			})
 		}
 		wg.Wait()
@@ -209,12 +222,12 @@ func TestIntegrationNAT(t *testing.T) {
 			for i := range conns {
 				port := uint16(44000 + i)
 				want[assign[int(port)&(hubBuckets-1)]]++
-				d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(rsAddr, port)), Timeout: 3 * time.Second}
+				d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(rsAddr, port)), Timeout: 5 * time.Second}
 				c, err := d.Dial("tcp", netip.AddrPortFrom(client4, 9002).String())
 				if err != nil {
 					return fmt.Errorf("real-server port %d: %w", port, err)
 				}
-				_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				buf := make([]byte, 64)
 				k, err := c.Read(buf)
 				c.Close()
@@ -278,7 +291,14 @@ func TestIntegrationNAT(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		// Wait for every reply (slow under load), then for duplicates.
+		deadline := time.Now().Add(5 * time.Second)
+		for _, e := range echoes {
+			for e.get(netip.AddrPortFrom(vip4, 7000)) == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		time.Sleep(duplicateWait)
 		want := map[int]uint64{}
 		for i, e := range echoes {
 			port := uint16(43000 + i)

@@ -291,12 +291,12 @@ func (h *hub) runTCP(t *testing.T, xs []exchange) {
 			err := h.client.Do(func() error {
 				for i := w; i < len(xs); i += workers {
 					x := xs[i]
-					d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(x.src), Timeout: 3 * time.Second}
+					d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(x.src), Timeout: 5 * time.Second}
 					c, err := d.Dial("tcp", x.dst.String())
 					if err != nil {
 						return fmt.Errorf("tcp %s>%s (want d%d): %w", x.src, x.dst, x.want+1, err)
 					}
-					_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 					got, err := io.ReadAll(c)
 					c.Close()
 					if err != nil {
@@ -342,9 +342,8 @@ func (h *hub) runUDP(t *testing.T, xs []exchange) {
 			}
 			return nil
 		})
-		// Collect every reply (a duplicate would arrive within
-		// microseconds of the first) until the deadline.
-		deadline := time.Now().Add(500 * time.Millisecond)
+		// Collect every reply: the first may be slow under load, a
+		// duplicate would follow it within microseconds.
 		var wg sync.WaitGroup
 		for i, c := range conns {
 			if c == nil {
@@ -353,11 +352,14 @@ func (h *hub) runUDP(t *testing.T, xs []exchange) {
 			wg.Go(func() {
 				defer c.Close()
 				buf := make([]byte, 64)
-				_ = c.SetReadDeadline(deadline)
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				for {
 					n, _, err := c.ReadFromUDPAddrPort(buf)
 					if err != nil {
 						return
+					}
+					if len(replies[i]) == 0 {
+						_ = c.SetReadDeadline(time.Now().Add(duplicateWait))
 					}
 					replies[i] = append(replies[i], string(buf[:n]))
 				}
