@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The host integration: directors running the saru binary with the real
+// nftables filter, each in its own network namespace, joined by a bridge
+// hub (ageing 0: it floods every frame), as in production.
+
+const nsBuckets = 64
+
+type netnsLab struct {
+	t     *testing.T
+	pfx   string
+	hub   string
+	dir   string
+	procs map[string]*proc
+}
+
+func sh(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newNetnsLab(t *testing.T) *netnsLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping, requires root")
+	}
+	if testing.Short() {
+		t.Skip("slow: runs directors in namespaces")
+	}
+	l := &netnsLab{t: t, pfx: fmt.Sprintf("sarun%d", os.Getpid()), dir: t.TempDir(), procs: map[string]*proc{}}
+	l.hub = l.pfx + "-hub"
+	t.Cleanup(l.cleanup)
+	sh(t, "ip", "netns", "add", l.hub)
+	sh(t, "ip", "-n", l.hub, "link", "add", "br0", "type", "bridge", "ageing_time", "0")
+	sh(t, "ip", "-n", l.hub, "link", "set", "br0", "up")
+	if err := os.WriteFile(filepath.Join(l.dir, "token"), []byte("netns-test-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *netnsLab) cleanup() {
+	for _, p := range l.procs {
+		if !p.finished {
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], l.pfx+"-") {
+			exec.Command("ip", "netns", "del", f[0]).Run()
+		}
+	}
+}
+
+func (l *netnsLab) ns(i int) string  { return fmt.Sprintf("%s-d%d", l.pfx, i) }
+func (l *netnsLab) ip(i int) string  { return fmt.Sprintf("10.78.0.%d", i) }
+func (l *netnsLab) api(i int) string { return l.ip(i) + ":7400" }
+
+// start creates director i's namespace (once) and runs saru in it.
+func (l *netnsLab) start(i int, joinDelay string) *proc {
+	t := l.t
+	t.Helper()
+	ns := l.ns(i)
+	if _, err := os.Stat("/run/netns/" + ns); err != nil {
+		sh(t, "ip", "netns", "add", ns)
+		sh(t, "ip", "-n", l.hub, "link", "add", fmt.Sprintf("h%d", i), "type", "veth", "peer", "name", "eth0", "netns", ns)
+		sh(t, "ip", "-n", l.hub, "link", "set", fmt.Sprintf("h%d", i), "master", "br0", "up")
+		sh(t, "ip", "-n", ns, "addr", "add", l.ip(i)+"/24", "dev", "eth0")
+		sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	var seeds []string
+	for j := 1; j <= 4; j++ {
+		if j != i {
+			seeds = append(seeds, fmt.Sprintf("%q", l.ip(j)+":7946"))
+		}
+	}
+	id := fmt.Sprintf("d%d", i)
+	cfg := fmt.Sprintf(`node:
+  id: %s
+interface: eth0
+services:
+  - vip: 10.78.0.100
+    protocol: tcp
+    port: 80
+buckets: %d
+hash_seed: "0x5eed"
+grpc:
+  listen: %q
+  token_file: %q
+gossip:
+  bind: "%s:7946"
+  seeds: [%s]
+settle: 500ms
+join_delay: %s
+drain:
+  confirm_timeout: 500ms
+log_level: debug
+`, id, nsBuckets, l.api(i), filepath.Join(l.dir, "token"), l.ip(i), strings.Join(seeds, ", "), joinDelay)
+	path := filepath.Join(l.dir, id+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{id: id, log: &bytes.Buffer{}, done: make(chan error, 1), grpc: l.api(i)}
+	p.cmd = exec.Command("ip", "netns", "exec", ns, filepath.Join(binaries(t), "saru"), "-config", path)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	l.procs[id] = p
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", id, lastLines(p.log.String(), 30))
+		}
+	})
+	return p
+}
+
+// owned reads director i's owned set from the kernel.
+func (l *netnsLab) owned(i int) ([]int, error) {
+	out, err := exec.Command("ip", "netns", "exec", l.ns(i), "nft", "-j", "list", "set", "inet", "saru", "owned").Output()
+	if err != nil {
+		return nil, fmt.Errorf("nft list set in %s: %w", l.ns(i), err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("nft json: %w", err)
+	}
+	var bs []int
+	for _, o := range doc.Nftables {
+		if o.Set == nil {
+			continue
+		}
+		for _, e := range o.Set.Elem {
+			var v int
+			if json.Unmarshal(e, &v) == nil {
+				bs = append(bs, v)
+				continue
+			}
+			var r struct {
+				Range [2]int `json:"range"`
+			}
+			if json.Unmarshal(e, &r) != nil {
+				return nil, fmt.Errorf("nft element %s", e)
+			}
+			for b := r.Range[0]; b <= r.Range[1]; b++ {
+				bs = append(bs, b)
+			}
+		}
+	}
+	return bs, nil
+}
+
+// kernelCovered checks that the directors' kernel sets cover every bucket
+// exactly once.
+func (l *netnsLab) kernelCovered(ids ...int) error {
+	count := make([]int, nsBuckets)
+	for _, i := range ids {
+		bs, err := l.owned(i)
+		if err != nil {
+			return err
+		}
+		if len(bs) == 0 {
+			return fmt.Errorf("d%d owns nothing", i)
+		}
+		for _, b := range bs {
+			count[b]++
+		}
+	}
+	for b, c := range count {
+		if c != 1 {
+			return fmt.Errorf("bucket %d in %d kernel sets", b, c)
+		}
+	}
+	return nil
+}
+
+func (l *netnsLab) saructl(i int, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(i), filepath.Join(binaries(l.t), "saructl"), "--addr", l.api(i)}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (l *netnsLab) settle(timeout time.Duration, ids ...int) {
+	l.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := l.kernelCovered(ids...)
+		if err == nil {
+			var first string
+			for _, i := range ids {
+				out, e := l.saructl(i, "-o", "json", "status")
+				var s statusJSON
+				if e != nil || json.Unmarshal([]byte(out), &s) != nil {
+					err = fmt.Errorf("d%d status: %v %s", i, e, out)
+					break
+				}
+				if first == "" {
+					first = s.Epoch
+				}
+				if s.LiveMembers != len(ids) || s.Epoch != first || s.AppliedEpoch != s.Epoch {
+					err = fmt.Errorf("d%d: %+v", i, s)
+					break
+				}
+			}
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("not settled within %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestIntegrationNetnsDirectors(t *testing.T) {
+	l := newNetnsLab(t)
+	for i := 1; i <= 3; i++ {
+		l.start(i, "3s")
+	}
+	l.settle(30*time.Second, 1, 2, 3)
+
+	t.Run("kill-9", func(t *testing.T) {
+		before, _ := l.owned(3)
+		start := time.Now()
+		l.procs["d3"].cmd.Process.Signal(syscall.SIGKILL)
+		l.procs["d3"].wait(t, 5*time.Second)
+		for l.kernelCovered(1, 2) != nil {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("survivors' kernel sets: %v", l.kernelCovered(1, 2))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("d3's %d buckets in the survivors' kernel sets %s after kill -9", len(before), time.Since(start).Round(time.Millisecond))
+		l.settle(10*time.Second, 1, 2)
+	})
+
+	t.Run("drain-undrain", func(t *testing.T) {
+		tok := filepath.Join(l.dir, "token")
+		out, err := l.saructl(1, "--token-file", tok, "drain", "d2")
+		if err != nil || !strings.Contains(out, "d2 draining at epoch") {
+			t.Fatalf("drain d2: %v\n%s", err, out)
+		}
+		if bs, err := l.owned(2); err != nil || len(bs) != 0 {
+			t.Fatalf("drained d2's kernel set: %v %v", bs, err)
+		}
+		if err := l.kernelCovered(1); err != nil {
+			t.Fatalf("d1 alone: %v", err)
+		}
+		out, err = l.saructl(2, "--token-file", tok, "undrain", "d2")
+		if err != nil || !strings.Contains(out, "d2 active at epoch") {
+			t.Fatalf("undrain d2: %v\n%s", err, out)
+		}
+		l.settle(10*time.Second, 1, 2)
+	})
+
+	t.Run("fourth-joins", func(t *testing.T) {
+		l.start(4, "1s")
+		l.settle(20*time.Second, 1, 2, 4)
+	})
+
+	t.Run("sigterm-drains-leaves-and-removes-the-table", func(t *testing.T) {
+		p := l.procs["d2"]
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("d2 exit: %v", err)
+		}
+		if !strings.Contains(p.log.String(), `"msg":"drained"`) {
+			t.Errorf("d2 did not drain before leaving")
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.ns(2), "nft", "list", "table", "inet", "saru").CombinedOutput(); err == nil {
+			t.Errorf("d2's table is still installed:\n%s", out)
+		}
+		l.settle(10*time.Second, 1, 4)
+	})
+}
