@@ -122,6 +122,44 @@ func bigSendBuffer(c *netlink.Conn) error {
 	return nil
 }
 
+// Reconfigure replaces the ruleset with one built from cfg in one atomic
+// batch, keeping the owned buckets when the bucket count is unchanged (a
+// different count starts from no owned bucket, as after Open). The table
+// name cannot change. On error the previous ruleset stays in force.
+func (f *Filter) Reconfigure(ctx context.Context, cfg Config) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(ctx); err != nil {
+		return err
+	}
+	if cfg.TableName() != f.cfg.TableName() {
+		return fieldErr("table", cfg.TableName(), "cannot change from %q while open; Close and Open instead", f.cfg.TableName())
+	}
+	owned := f.applied
+	if cfg.Buckets != f.cfg.Buckets {
+		owned = nil
+	}
+	rs, err := Build(cfg, owned)
+	if err != nil {
+		return err
+	}
+	if owned == nil {
+		if owned, err = NewBucketSet(cfg.Buckets); err != nil {
+			return err
+		}
+	}
+	old := f.rs
+	f.rs = rs
+	if err := f.install(); err != nil {
+		f.rs = old
+		return err
+	}
+	f.cfg, f.applied = cfg, copyBuckets(owned)
+	f.log.Info("filter reconfigured", "table", "inet "+rs.Table.Name, "services", len(cfg.Services),
+		"buckets", cfg.Buckets, "owned", owned.Len(), "rules", len(rs.Rules), "nat", cfg.NAT != nil)
+	return nil
+}
+
 // install queues: add table (a no-op if a stale one exists), delete it, and
 // add it afresh with set, chains and rules; the kernel applies all or nothing.
 func (f *Filter) install() error {

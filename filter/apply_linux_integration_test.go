@@ -268,3 +268,53 @@ func TestIntegrationOpenRefused(t *testing.T) {
 		t.Fatalf("Open with a bad config: %v, want a FieldError", err)
 	}
 }
+
+// Reconfigure swaps the rules in one batch and keeps the owned buckets.
+func TestIntegrationReconfigure(t *testing.T) {
+	requireRoot(t)
+	ns := newNetNS(t, "reconf")
+	ctx := context.Background()
+	f, err := Open(ctx, smallConfig(), WithNetNS(ns.FD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(ctx)
+	if err := f.Apply(ctx, mustSmall(t, 4, 5)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := smallConfig()
+	cfg.NAT = nil
+	cfg.Services = append(cfg.Services, Service{VIP: netip.MustParseAddr("10.95.0.2"), Protocol: ProtocolUDP, Port: 53})
+	gen := genID(t, ns)
+	if err := f.Reconfigure(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if g := genID(t, ns); g != gen+1 {
+		t.Fatalf("generation %d -> %d, want one batch", gen, g)
+	}
+	out := ns.Sh(t, "nft list table inet saru")
+	if !strings.Contains(out, "10.95.0.2 udp dport 53") || strings.Contains(out, "chain forward") {
+		t.Fatalf("after Reconfigure:\n%s", out)
+	}
+	if got := kernelBuckets(t, f); !slices.Equal(got, []uint32{4, 5}) {
+		t.Fatalf("owned buckets after Reconfigure: %v", got)
+	}
+	bad := cfg
+	bad.Services = append(slices.Clone(cfg.Services), Service{VIP: netip.MustParseAddr("10.95.0.3")})
+	if err := f.Reconfigure(ctx, bad); err == nil || !strings.Contains(err.Error(), "services[3].protocol") {
+		t.Fatalf("Reconfigure with a bad service: %v", err)
+	}
+	if out2 := ns.Sh(t, "nft list table inet saru"); !strings.Contains(out2, "10.95.0.2 udp dport 53") {
+		t.Fatal("a refused Reconfigure changed the ruleset")
+	}
+	cfg.Buckets = 32
+	if err := f.Reconfigure(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := kernelBuckets(t, f); len(got) != 0 {
+		t.Fatalf("a new bucket count must start from no owned bucket, kernel holds %v", got)
+	}
+	if err := f.Apply(ctx, mustSmall(t, 1)); err == nil {
+		t.Fatal("Apply of a 16-bucket set after switching to 32 buckets succeeded")
+	}
+}

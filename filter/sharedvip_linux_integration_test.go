@@ -503,6 +503,9 @@ func (h *hub) phaseFamilies(t *testing.T, assign, active []int, portBase uint16,
 
 func TestIntegrationSharedVIP(t *testing.T) {
 	requireRoot(t)
+	if testing.Short() {
+		t.Skip("skipping the 8000-exchange proof in -short mode")
+	}
 	h := newHub(t, false, hubConfig())
 	rng := rand.New(rand.NewPCG(1, 2))
 	assign := make([]int, hubBuckets)
