@@ -3,11 +3,11 @@ package filter
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/bits"
 	"sync"
-	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -405,44 +405,20 @@ func (f *Filter) Close(ctx context.Context) error {
 	return nil
 }
 
-func isNotExist(err error) bool {
-	for _, e := range unwrapAll(err) {
-		if e == syscall.ENOENT {
-			return true
-		}
-	}
-	return false
-}
+func isNotExist(err error) bool { return errors.Is(err, unix.ENOENT) }
 
-// unwrapAll flattens wrapped and joined errors.
-func unwrapAll(err error) []error {
-	var out []error
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		out = append(out, e)
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, x := range u.Unwrap() {
-				walk(x)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	return out
-}
-
-// kernelErr keeps the first kernel error of a batch: the kernel reports the
-// failing message and then every later message of the aborted batch.
+// kernelErr reduces the joined per-message errors google/nftables returns
+// for a refused batch to the first one: the message the kernel refused
+// (the others repeat the abort).
 func kernelErr(err error) error {
-	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		if errs := u.Unwrap(); len(errs) > 0 {
-			return errs[0]
+	for e := err; e != nil; {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			if errs := j.Unwrap(); len(errs) > 0 {
+				return errs[0]
+			}
+			return err
 		}
+		e = errors.Unwrap(e)
 	}
 	return err
 }

@@ -49,15 +49,22 @@
 // # Use
 //
 //	f, err := filter.Open(ctx, cfg)          // install, owning nothing; replaces a stale table
-//	err = f.Apply(ctx, owned)                // one atomic batch: flush set, add owned buckets
+//	err = f.Apply(ctx, owned)                // one atomic batch: the buckets given up and gained
 //	counters, err := f.Counters(ctx)         // per-rule packets and bytes, with descriptions
+//	extra, missing, err := f.Verify(ctx)     // compare the kernel's set with the last Apply
+//	err = f.Resync(ctx)                      // one batch: flush the set, add every owned bucket
+//	err = f.Reconfigure(ctx, newCfg)         // one batch: new rules, same owned buckets
 //	err = f.Close(ctx)                       // remove the table
 //
 // Build is the pure part: it turns a Config and a BucketSet into the nftables
-// objects without any I/O. Open, Apply, Counters and Close are the thin
-// netlink adapter. Apply is a single netlink batch, so the kernel applies all
-// of it or nothing: when it refuses, the previous ownership stays in force and
-// the error names the set.
+// objects without any I/O. The Filter methods are the thin netlink adapter.
+// Apply is a single netlink batch carrying only the change (so reassigning a
+// departed director's share of 65536 buckets takes about 2 ms, against about
+// 30 ms for `nft -f`); the kernel applies all of it or nothing: when it
+// refuses, the previous ownership stays in force and the error names the
+// set. Applying the same buckets again sends nothing. If another writer
+// changed the set so that a deletion fails, Apply falls back to a full
+// replacement in a second atomic batch.
 //
 // # What it does not do
 //
