@@ -389,6 +389,7 @@ func TestIntegrationTraffic(t *testing.T) {
 		t.Run("NAT", testTrafficNAT)
 		t.Run("NAT6", testTrafficNAT6)
 		t.Run("DR", testTrafficDR)
+		t.Run("TUN", testTrafficTUN)
 	})
 }
 
@@ -500,10 +501,22 @@ func testTrafficNAT(t *testing.T) {
 	}
 }
 
-func testTrafficDR(t *testing.T) {
+func testTrafficDR(t *testing.T)  { testTrafficDirect(t, false) }
+func testTrafficTUN(t *testing.T) { testTrafficDirect(t, true) }
+
+// testTrafficDirect puts client, director and real servers on one bridged
+// LAN. With direct routing the director hands the client's packet to a real
+// server by MAC; with tunnelling it encapsulates it in IP-in-IP. Either way
+// the real server holds the VIP without announcing it and replies straight
+// to the client.
+func testTrafficDirect(t *testing.T, tunnel bool) {
 	ctx := context.Background()
-	lan, cli, dir := newNetns(t, "drlan"), newNetns(t, "drcli"), newNetns(t, "drdir")
-	rs := []*netns{newNetns(t, "drrs1"), newNetns(t, "drrs2")}
+	p, fwd := "dr", "route"
+	if tunnel {
+		p, fwd = "tun", "tunnel"
+	}
+	lan, cli, dir := newNetns(t, p+"lan"), newNetns(t, p+"cli"), newNetns(t, p+"dir")
+	rs := []*netns{newNetns(t, p+"rs1"), newNetns(t, p+"rs2")}
 	lan.ip("link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
 	lan.ip("link", "set", "br0", "up")
 	plug := func(n *netns, port, addr string) {
@@ -515,9 +528,18 @@ func testTrafficDR(t *testing.T) {
 	dir.ip("addr", "add", "10.30.0.100/32", "dev", "e0") // the VIP, answered for by the director
 	for i, r := range rs {
 		plug(r, fmt.Sprintf("prs%d", i+1), fmt.Sprintf("10.30.0.%d/24", 11+i))
-		// The VIP on loopback, never announced: the real server accepts
-		// packets for it and replies from it straight to the client.
-		r.ip("addr", "add", "10.30.0.100/32", "dev", "lo")
+		if tunnel {
+			// The VIP on the IP-in-IP device: decapsulated packets are
+			// for it; the outer source is not the client, so no rp_filter.
+			r.ip("link", "set", "tunl0", "up")
+			r.ip("addr", "add", "10.30.0.100/32", "dev", "tunl0")
+			r.sysctl("net.ipv4.conf.all.rp_filter=0")
+			r.sysctl("net.ipv4.conf.tunl0.rp_filter=0")
+		} else {
+			// The VIP on loopback: the real server accepts packets for it.
+			r.ip("addr", "add", "10.30.0.100/32", "dev", "lo")
+		}
+		// Never announce or answer for the VIP on the LAN.
 		r.sysctl("net.ipv4.conf.all.arp_ignore=1")
 		r.sysctl("net.ipv4.conf.all.arp_announce=2")
 		r.sysctl("net.ipv4.conf.e0.arp_ignore=1")
@@ -532,7 +554,7 @@ func testTrafficDR(t *testing.T) {
 	if _, err := services.Reconcile(ctx, c, mustDesired(t, `
 - address: 10.30.0.100:80
   scheduler: wrr
-  forwarding: route
+  forwarding: `+fwd+`
   real_servers:
     - {address: 10.30.0.11, weight: 2}
     - {address: 10.30.0.12, weight: 1}
@@ -550,6 +572,10 @@ func testTrafficDR(t *testing.T) {
 		t.Errorf("wrr 2:1 answered %v, want rs1 4 and rs2 2", counts)
 	}
 	checkConnTable(t, dir, answered, map[string]string{"rs1": "10.30.0.11:80", "rs2": "10.30.0.12:80"})
+	want := map[bool]string{false: "Route", true: "Tunnel"}[tunnel]
+	if out := dir.exec("ipvsadm", "-L", "-n"); !strings.Contains(out, want) {
+		t.Errorf("ipvsadm -L -n does not show %s forwarding:\n%s", want, out)
+	}
 	t.Logf("director's connections:\n%s", dir.exec("ipvsadm", "-L", "-c", "-n"))
 }
 
