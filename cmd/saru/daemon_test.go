@@ -25,7 +25,7 @@ var (
 	buildErr  error
 )
 
-func binaries(t *testing.T) string {
+func binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "saru-bin-")
@@ -158,7 +158,7 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (d *proc) wait(t *testing.T, timeout time.Duration) error {
+func (d *proc) wait(t testing.TB, timeout time.Duration) error {
 	t.Helper()
 	select {
 	case err := <-d.done:
