@@ -17,7 +17,7 @@ func smallConfig() Config {
 	return Config{Buckets: 16, Seed: 0x77, Services: []Service{
 		{VIP: netip.MustParseAddr("10.95.0.1"), Protocol: ProtocolBoth},
 		{VIP: netip.MustParseAddr("fd00:95::1"), Protocol: ProtocolTCP, Port: 22, Sense: SenseSrcAddr},
-	}, NAT: &NATConfig{RealServers: []netip.Prefix{netip.MustParsePrefix("192.168.95.0/24")}}}
+	}, NAT: &NATConfig{RealServers: []netip.Prefix{netip.MustParsePrefix("192.168.95.0/24"), netip.MustParsePrefix("fd00:195::/64")}}}
 }
 
 // genID reads the ruleset generation, which every committed batch bumps.
@@ -206,7 +206,8 @@ func TestIntegrationOpenReconcileClose(t *testing.T) {
 		!strings.Contains(out, "chain forward") || !strings.Contains(out, "masquerade") {
 		t.Fatalf("after Open:\n%s", out)
 	}
-	for _, want := range []string{"priority raw", "seed 0x77", "jhash ip6 saddr mod 16"} {
+	for _, want := range []string{"priority raw", "seed 0x77", "jhash ip6 saddr mod 16", "ip6 saddr fd00:195::/64 ip6 daddr != fd00:195::/64 counter packets 0 bytes 0 masquerade",
+		"icmpv6 type echo-request jhash ip6 daddr mod 16"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)
 		}
