@@ -19,8 +19,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,9 +35,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/saru-lb/saru/filter"
+	"github.com/saru-lb/saru/filter/sharedmac"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/config"
+	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/node"
+	"github.com/saru-lb/saru/saru/services"
 )
 
 var version = "dev"
@@ -49,7 +54,7 @@ func main() {
 
 type flags struct {
 	config, id, grpcListen, gossipBind, seeds, joinDelay, syncd, logLevel, metrics string
-	noFilter, showVersion, checkOnly                                               bool
+	noFilter, noInterface, showVersion, checkOnly                                  bool
 }
 
 func run() error {
@@ -65,6 +70,7 @@ func run() error {
 	fs.StringVar(&f.metrics, "metrics-listen", "", "override metrics.listen")
 	fs.StringVar(&f.logLevel, "log-level", "", "override log_level")
 	fs.BoolVar(&f.noFilter, "no-filter", false, "do not install nftables rules (membership and API only; for testing)")
+	fs.BoolVar(&f.noInterface, "no-interface", false, "do not configure the shared MAC and VIPs on the interface")
 	fs.BoolVar(&f.checkOnly, "check", false, "validate the configuration and exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -175,6 +181,19 @@ func daemon(cfg config.Config, f flags, log *slog.Logger) error {
 		}()
 		opts.Filter = fl
 	}
+	if cfg.Interface != "" && !f.noInterface {
+		undo, err := setupInterface(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer undo()
+	}
+	if ipvsClient, err := ipvs.Dial(ipvs.Config{}); err != nil {
+		log.Warn("IPVS not available: ListServices disabled", "err", err)
+	} else {
+		defer ipvsClient.Close()
+		opts.Services = services.Lister{Kernel: ipvsClient}
+	}
 	if cfg.SyncdAddress != "" {
 		conn, err := grpc.NewClient(cfg.SyncdAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -266,6 +285,54 @@ func tlsCreds(cfg config.Config) (server, client credentials.TransportCredential
 		ct.RootCAs = pool
 	}
 	return credentials.NewTLS(st), credentials.NewTLS(ct), nil
+}
+
+// setupInterface gives the interface the shared MAC (when configured) and
+// the VIPs, and reports kernel settings that break a shared-MAC director.
+// The returned function removes the VIPs.
+func setupInterface(ctx context.Context, cfg config.Config, log *slog.Logger) (func(), error) {
+	h, err := sharedmac.Dial()
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
+	}
+	if cfg.SharedMAC != nil {
+		if err := h.SetMAC(ctx, cfg.Interface, cfg.SharedMAC); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("shared_mac: %w", err)
+		}
+	}
+	var vips []netip.Addr
+	var prefixes []netip.Prefix
+	for _, s := range cfg.Services {
+		if !slices.Contains(vips, s.VIP) {
+			vips = append(vips, s.VIP)
+			prefixes = append(prefixes, netip.PrefixFrom(s.VIP, s.VIP.BitLen()))
+		}
+	}
+	if err := h.AddVIPs(ctx, cfg.Interface, prefixes); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
+	}
+	problems, err := h.Check(ctx, cfg.Interface, vips)
+	if err != nil {
+		log.Warn("check interface settings", "interface", cfg.Interface, "err", err)
+	}
+	for _, p := range problems {
+		lvl := slog.LevelWarn
+		if p.Severity == sharedmac.Fatal {
+			lvl = slog.LevelError
+		}
+		log.Log(ctx, lvl, "interface setting", "interface", cfg.Interface, "problem", p.String())
+	}
+	log.Info("interface ready", "interface", cfg.Interface, "vips", len(prefixes), "shared_mac", cfg.SharedMAC.String())
+	return func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := h.RemoveVIPs(rctx, cfg.Interface, prefixes); err != nil {
+			log.Error("remove VIPs", "err", err)
+		}
+		h.Close()
+	}, nil
 }
 
 // nftFilter adapts package filter to node.Filter.

@@ -102,6 +102,7 @@ func (l *netnsLab) startWith(i int, joinDelay, extra string) *proc {
 	cfg := fmt.Sprintf(`node:
   id: %s
 interface: eth0
+shared_mac: "02:00:5e:78:00:01"
 services:
   - vip: 10.78.0.100
     protocol: tcp
@@ -329,6 +330,16 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 	}
 	l.settle(30*time.Second, 1, 2, 3)
 
+	t.Run("shared-vip-and-mac", func(t *testing.T) {
+		for i := 1; i <= 3; i++ {
+			link := sh(t, "ip", "-n", l.ns(i), "link", "show", "eth0")
+			addr := sh(t, "ip", "-n", l.ns(i), "addr", "show", "eth0")
+			if !strings.Contains(link, "02:00:5e:78:00:01") || !strings.Contains(addr, "10.78.0.100/32") {
+				t.Errorf("d%d eth0:\n%s%s", i, link, addr)
+			}
+		}
+	})
+
 	t.Run("kill-9", func(t *testing.T) {
 		before, _ := l.owned(3)
 		start := time.Now()
@@ -379,6 +390,9 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		}
 		if out, err := exec.Command("ip", "netns", "exec", l.ns(2), "nft", "list", "table", "inet", "saru").CombinedOutput(); err == nil {
 			t.Errorf("d2's table is still installed:\n%s", out)
+		}
+		if addr := sh(t, "ip", "-n", l.ns(2), "addr", "show", "eth0"); strings.Contains(addr, "10.78.0.100") {
+			t.Errorf("d2 kept the VIP after leaving:\n%s", addr)
 		}
 		l.settle(10*time.Second, 1, 4)
 	})
