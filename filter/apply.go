@@ -381,8 +381,9 @@ func (f *Filter) Counters(ctx context.Context) ([]RuleCounter, error) {
 	return out, nil
 }
 
-// Close removes saru's table and closes the netlink socket. A table already
-// gone is not an error.
+// Close removes saru's table and closes the netlink sockets. A table already
+// gone is not an error. A table left behind (crash, or a failed Close) is
+// replaced by the next Open.
 func (f *Filter) Close(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -394,9 +395,8 @@ func (f *Filter) Close(ctx context.Context) error {
 		_ = f.conn.CloseLasting()
 		_ = f.elems.Close()
 	}()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	// The deletion is one quick batch; it is attempted even when ctx is
+	// done, so that a shutting-down director does not leave its filter.
 	f.conn.DelTable(f.rs.Table)
 	if err := f.conn.Flush(); err != nil && !isNotExist(err) {
 		return fmt.Errorf("delete table inet %s: %w", f.rs.Table.Name, kernelErr(err))
