@@ -397,3 +397,49 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		l.settle(10*time.Second, 1, 4)
 	})
 }
+
+// TestIntegrationNetnsPartition: two directors (no quorum) lose sight of
+// each other when the hub port of one goes down. Each side then owns every
+// bucket; on heal they merge, the lowest id leads, and a new epoch above
+// both sides' epochs divides the buckets again.
+func TestIntegrationNetnsPartition(t *testing.T) {
+	l := newNetnsLab(t)
+	l.start(1, "3s")
+	l.start(2, "3s")
+	l.settle(30*time.Second, 1, 2)
+
+	sh(t, "ip", "-n", l.hub, "link", "set", "h2", "down")
+	epochs := map[int]string{}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 1; i <= 2; i++ {
+		for {
+			bs, err := l.owned(i)
+			out, _ := l.saructl(i, "-o", "json", "status")
+			var s statusJSON
+			json.Unmarshal([]byte(out), &s)
+			if err == nil && len(bs) == nsBuckets && s.LeaderID == fmt.Sprintf("d%d", i) && s.AppliedEpoch == s.Epoch {
+				epochs[i] = s.Epoch
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("d%d alone: owns %d buckets, status %+v (%v)", i, len(bs), s, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("partitioned: each side owns all %d buckets; epochs d1=%s d2=%s", nsBuckets, epochs[1], epochs[2])
+
+	sh(t, "ip", "-n", l.hub, "link", "set", "h2", "up")
+	l.settle(20*time.Second, 1, 2)
+	out, _ := l.saructl(2, "-o", "json", "status")
+	var s statusJSON
+	json.Unmarshal([]byte(out), &s)
+	var e, e1, e2 int
+	fmt.Sscan(s.Epoch, &e)
+	fmt.Sscan(epochs[1], &e1)
+	fmt.Sscan(epochs[2], &e2)
+	if s.LeaderID != "d1" || e <= max(e1, e2) {
+		t.Fatalf("after heal: %+v, want leader d1 and an epoch above %d and %d", s, e1, e2)
+	}
+	t.Logf("healed at epoch %d", e)
+}

@@ -209,10 +209,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("memberlist on %s: %w", cfg.GossipBind, err)
 	}
 	n.ml = ml
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.loop()
 	go n.metaUpdater()
 	go n.syncPoller()
+	go n.rejoiner()
 	if len(cfg.Seeds) > 0 {
 		if k, err := ml.Join(cfg.Seeds); err != nil {
 			n.log.Warn("joining seeds failed; waiting to be joined", "seeds", cfg.Seeds, "contacted", k, "err", err)
@@ -418,6 +419,41 @@ func (n *Node) metaUpdater() {
 			if err := n.ml.UpdateNode(time.Second); err != nil && n.ctx.Err() == nil {
 				n.log.Debug("gossip metadata update", "err", err)
 			}
+		}
+	}
+}
+
+// rejoinInterval is how often seeds that are not live members are joined
+// again: memberlist forgets dead members after a while, so without this two
+// sides of a healed network partition would never merge.
+const rejoinInterval = 2 * time.Second
+
+func (n *Node) rejoiner() {
+	defer n.wg.Done()
+	t := time.NewTicker(rejoinInterval)
+	defer t.Stop()
+	self := n.ml.LocalNode().Address()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		live := map[string]bool{self: true}
+		for _, m := range n.ml.Members() {
+			live[m.Address()] = true
+		}
+		var missing []string
+		for _, s := range n.cfg.Seeds {
+			if !live[s] {
+				missing = append(missing, s)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if k, err := n.ml.Join(missing); err == nil && k > 0 {
+			n.log.Info("rejoined seeds", "seeds", missing, "contacted", k)
 		}
 	}
 }
