@@ -150,3 +150,90 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("entry 4 left the table but is still tracked: %d", tr.Len())
 	}
 }
+
+// The kernel's own /proc/net/ip_vs_conn and ip_vs_conn_sync, read from a
+// director in the kernel lab (IPv4 and IPv6 DR services, a persistent
+// service, entries of its own and entries synced from a peer).
+func TestParseConnTableLabFixtures(t *testing.T) {
+	read := func(name string) []ProcConn {
+		f, err := os.Open("testdata/proc/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		pcs, err := ParseConnTable(f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return pcs
+	}
+	conns, syncs := read("lab_ip_vs_conn.txt"), read("lab_ip_vs_conn_sync.txt")
+	if len(conns) != len(syncs) || len(conns) < 10 {
+		t.Fatalf("%d and %d entries", len(conns), len(syncs))
+	}
+	var v6, tmpl, fromSync, local int
+	for i := range conns {
+		c, s := conns[i], syncs[i]
+		if c.CAddr != s.CAddr || c.CPort != s.CPort || c.DAddr != s.DAddr || c.StateName != s.StateName || s.Origin == "" || c.Origin != "" {
+			t.Errorf("entry %d differs between the two files: %+v / %+v", i, c, s)
+		}
+		if !c.StateKnown {
+			t.Errorf("entry %d: state %q unknown", i, c.StateName)
+		}
+		if c.CAddr.Is6() {
+			v6++
+			if c.VAddr != netip.MustParseAddr("fd00::100") {
+				t.Errorf("v6 entry %+v", c)
+			}
+		}
+		if c.Template {
+			tmpl++
+			if c.CPort != 0 || c.VPort != 8080 || (c.StateName != "ASSURED" && c.StateName != "NONE") {
+				t.Errorf("template %+v", c)
+			}
+		}
+		if s.FromSync() {
+			fromSync++
+		} else {
+			local++
+		}
+		if _, err := RefreshConn(c); err != nil {
+			t.Errorf("entry %d: %v", i, err)
+		}
+	}
+	if v6 == 0 || tmpl == 0 || fromSync == 0 || local == 0 {
+		t.Fatalf("fixtures lack a kind: v6 %d, templates %d, synced %d, local %d", v6, tmpl, fromSync, local)
+	}
+	// The tracker exports only the director's own entries.
+	out, skipped := NewTracker().Changed(syncs)
+	if len(skipped) != 0 || len(out) == 0 || len(out) > local {
+		t.Fatalf("tracker exported %d of %d local entries, skipped %v", len(out), local, skipped)
+	}
+}
+
+func FuzzParseConnTable(f *testing.F) {
+	for _, name := range []string{"handmade.txt", "lab_ip_vs_conn.txt", "lab_ip_vs_conn_sync.txt"} {
+		b, err := os.ReadFile("testdata/proc/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		pcs, err := ParseConnTable(strings.NewReader(s))
+		if err != nil {
+			var pe *ProcError
+			if !errors.As(err, &pe) && !strings.HasPrefix(err.Error(), "read ip_vs_conn") {
+				t.Fatalf("error %v is not a *ProcError", err)
+			}
+			return
+		}
+		for _, pc := range pcs {
+			if c, err := RefreshConn(pc); err == nil {
+				if _, err := AppendMessage(nil, 0, []Conn{c}, 0xffff); err != nil {
+					t.Fatalf("refresh record of %+v does not encode: %v", pc, err)
+				}
+			}
+		}
+	})
+}

@@ -58,6 +58,9 @@ type SyncDaemons interface {
 	StopDaemon(ctx context.Context, state DaemonState) error
 }
 
+// ErrClosed is returned by Import once the bridge is closed.
+var ErrClosed = errors.New("ipvs sync bridge closed")
+
 // DefaultInterface is the dummy interface the bridge creates.
 const DefaultInterface = "saru-sync0"
 
@@ -187,8 +190,15 @@ func Open(ctx context.Context, cfg Config, daemons SyncDaemons) (_ *Bridge, err 
 		return nil, err
 	}
 	for _, st := range []DaemonState{Backup, Master} {
-		dc := DaemonConfig{State: st, Interface: cfg.Interface, SyncID: cfg.SyncID,
-			Group: cfg.Group, Port: cfg.Port, TTL: 1, MaxLen: cfg.MasterMaxLen}
+		// Defaults are left to the kernel (zero values), so only what the
+		// operator changed crosses the netlink interface.
+		dc := DaemonConfig{State: st, Interface: cfg.Interface, SyncID: cfg.SyncID, TTL: 1, MaxLen: cfg.MasterMaxLen}
+		if cfg.Group != ipvssync.DefaultGroup {
+			dc.Group = cfg.Group
+		}
+		if cfg.Port != ipvssync.DefaultPort {
+			dc.Port = cfg.Port
+		}
 		if st == Backup {
 			dc.MaxLen = cfg.BackupMaxLen
 		}
@@ -304,7 +314,9 @@ func (b *Bridge) openInjector() error {
 }
 
 // Close stops the kernel threads the bridge started, closes its sockets and
-// deletes the interface if it created it. It returns the first error.
+// deletes the interface if it created it. Cancel Run's context and wait
+// for Run to return first; Import after Close returns ErrClosed. It
+// returns every error joined.
 func (b *Bridge) Close(ctx context.Context) error {
 	var errs []error
 	for i := len(b.started) - 1; i >= 0; i-- {
@@ -313,12 +325,16 @@ func (b *Bridge) Close(ctx context.Context) error {
 		}
 	}
 	b.started = nil
-	for _, fd := range []*int{&b.capFD, &b.injFD} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
+	if b.capFD >= 0 {
+		unix.Close(b.capFD)
+		b.capFD = -1
 	}
+	b.sendMu.Lock()
+	if b.injFD >= 0 {
+		unix.Close(b.injFD)
+		b.injFD = -1
+	}
+	b.sendMu.Unlock()
 	if b.createdLink {
 		c, err := rtnetlink.Dial(nil)
 		if err == nil {
@@ -555,6 +571,9 @@ func (b *Bridge) Import(ctx context.Context, entries []conn.Entry) error {
 func (b *Bridge) send(ctx context.Context, msgs [][]byte) error {
 	b.sendMu.Lock()
 	defer b.sendMu.Unlock()
+	if b.injFD < 0 {
+		return ErrClosed
+	}
 	to := &unix.SockaddrInet4{Port: int(b.cfg.Port), Addr: b.cfg.Group.As4()}
 	for i, m := range msgs {
 		if err := ctx.Err(); err != nil {

@@ -112,7 +112,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		t.Fatalf("daemon calls %v, want %v", fd.calls, want)
 	}
 	for _, c := range fd.cfgs {
-		if c.Interface != DefaultInterface || c.SyncID != 7 || c.TTL != 1 || c.Group != ipvssync.DefaultGroup || c.Port != 8848 {
+		if c.Interface != DefaultInterface || c.SyncID != 7 || c.TTL != 1 || c.Group.IsValid() || c.Port != 0 {
 			t.Errorf("daemon config %+v", c)
 		}
 	}
@@ -262,6 +262,9 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		t.Fatal(err)
 	}
 	closed = true
+	if err := b.Import(context.Background(), in[:1]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Import after Close: %v", err)
+	}
 	if want := []string{"start backup", "start master", "stop master", "stop backup"}; !reflect.DeepEqual(fd.calls, want) {
 		t.Fatalf("daemon calls %v", fd.calls)
 	}
