@@ -340,6 +340,13 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		}
 	})
 
+	t.Run("counters", func(t *testing.T) {
+		out, err := l.saructl(1, "counters")
+		if err != nil || !strings.Contains(out, "table inet saru") || !strings.Contains(out, "prerouting") {
+			t.Fatalf("saructl counters: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("kill-9", func(t *testing.T) {
 		before, _ := l.owned(3)
 		start := time.Now()
