@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/saru-lb/saru/saru/node"
 	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
+	"github.com/saru-lb/saru/saru/node"
 )
 
 type syncdServer struct {
