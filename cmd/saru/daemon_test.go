@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,6 +90,7 @@ func freePort(t *testing.T) int {
 type proc struct {
 	id       string
 	grpc     string
+	metrics  string
 	gossip   string
 	cmd      *exec.Cmd
 	log      *bytes.Buffer
@@ -99,7 +102,8 @@ const daemonBuckets = 64
 
 func startDaemon(t *testing.T, dir, id string, seeds []string, joinDelay string) *proc {
 	t.Helper()
-	d := &proc{id: id, grpc: fmt.Sprintf("127.0.0.1:%d", freePort(t)), gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)), log: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &proc{id: id, grpc: fmt.Sprintf("127.0.0.1:%d", freePort(t)), gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t)), log: &bytes.Buffer{}, done: make(chan error, 1)}
 	seedList := ""
 	if len(seeds) > 0 {
 		seedList = `["` + strings.Join(seeds, `","`) + `"]`
@@ -125,8 +129,10 @@ settle: 300ms
 join_delay: %s
 drain:
   confirm_timeout: 500ms
+metrics:
+  listen: %q
 log_level: debug
-`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay)
+`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay, d.metrics)
 	path := filepath.Join(dir, id+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -335,6 +341,20 @@ func TestDaemonsGRPCurlDrainKillJoinTerm(t *testing.T) {
 		out, err := saructl(t, "--addr", d1.grpc, "members")
 		if err != nil || strings.Count(out, "active") != 3 {
 			t.Errorf("members: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + d1.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, m := range []string{"saru_epoch ", "saru_applied_epoch ", "saru_owned_buckets ", "saru_live_members 3", "saru_leader 1", "saru_apply_seconds_bucket", "saru_failovers_total"} {
+			if !strings.Contains(string(body), m) {
+				t.Errorf("metrics lack %q", m)
+			}
 		}
 	})
 
