@@ -33,6 +33,7 @@ const (
 	AssignComputed  Reason = "assignment-computed"
 	AssignAdopted   Reason = "assignment-adopted"
 	AssignFailed    Reason = "assignment-failed"
+	AssignDiverged  Reason = "assignment-diverged"
 	LeaderChanged   Reason = "leader-changed"
 	FailoverLocal   Reason = "standby-takeover"
 )
@@ -490,7 +491,9 @@ func (n *Node) update() {
 	if l.Self {
 		n.lead(live)
 	}
-	n.self.Epoch = n.cur.Epoch
+	if n.self.Epoch != n.cur.Epoch || n.self.Hash == 0 {
+		n.self.Epoch, n.self.Hash = n.cur.Epoch, Fingerprint(n.cur)
+	}
 
 	// Phase one of drains: peers this director should confirm.
 	var confirm []string
@@ -582,8 +585,17 @@ func (n *Node) lead(live []Meta) {
 		return
 	}
 	members := n.members(live)
+	diverged := ""
+	for _, m := range live {
+		if m.ID != n.cfg.ID && m.Epoch == n.cur.Epoch && m.Hash != 0 && n.self.Hash != 0 && m.Hash != n.self.Hash && n.self.Epoch == n.cur.Epoch {
+			diverged = m.ID
+		}
+	}
 	if sameMembers(members, n.cur.Members) {
-		return
+		if diverged == "" {
+			return
+		}
+		n.event(AssignDiverged, fmt.Sprintf("%s has a different assignment of epoch %d; issuing epoch %d", diverged, n.cur.Epoch, n.cur.Epoch+1))
 	}
 	next, err := partition.Assign(n.cur, members)
 	if err != nil {

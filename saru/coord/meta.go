@@ -1,7 +1,9 @@
 package coord
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"hash/fnv"
 	"fmt"
 	"slices"
 
@@ -27,6 +29,10 @@ type Meta struct {
 	Epoch uint64
 	// Applied is the newest epoch the director installed in its filter.
 	Applied uint64
+	// Hash fingerprints the director's assignment of epoch Epoch, so two
+	// assignments with the same epoch and different content (computed by
+	// two leaders that did not see each other) are told apart.
+	Hash uint64
 	// GRPC is the director's management address, host:port.
 	GRPC string
 	// Buckets and Seed must equal the cluster's: a director announcing
@@ -45,6 +51,7 @@ type wireMeta struct {
 	S uint8    `json:"s"`
 	E uint64   `json:"e"`
 	A uint64   `json:"a"`
+	X uint64   `json:"x,omitempty"`
 	G string   `json:"g"`
 	B int      `json:"b"`
 	H uint32   `json:"h"`
@@ -54,7 +61,7 @@ type wireMeta struct {
 // Marshal encodes m for gossip. It fails if the encoding exceeds
 // MaxMetaSize.
 func (m Meta) Marshal() ([]byte, error) {
-	b, err := json.Marshal(wireMeta{V: MetaVersion, I: m.ID, W: m.Weight, S: uint8(m.State), E: m.Epoch, A: m.Applied, G: m.GRPC, B: m.Buckets, H: m.Seed, C: m.Confirms})
+	b, err := json.Marshal(wireMeta{V: MetaVersion, I: m.ID, W: m.Weight, S: uint8(m.State), E: m.Epoch, A: m.Applied, X: m.Hash, G: m.GRPC, B: m.Buckets, H: m.Seed, C: m.Confirms})
 	if err != nil {
 		return nil, fmt.Errorf("encode meta of %q: %w", m.ID, err)
 	}
@@ -76,7 +83,7 @@ func UnmarshalMeta(b []byte) (Meta, error) {
 	if w.V != MetaVersion {
 		return Meta{}, fmt.Errorf("decode meta: version %d, want %d", w.V, MetaVersion)
 	}
-	m := Meta{ID: w.I, Weight: w.W, State: partition.State(w.S), Epoch: w.E, Applied: w.A, GRPC: w.G, Buckets: w.B, Seed: w.H, Confirms: w.C}
+	m := Meta{ID: w.I, Weight: w.W, State: partition.State(w.S), Epoch: w.E, Applied: w.A, Hash: w.X, GRPC: w.G, Buckets: w.B, Seed: w.H, Confirms: w.C}
 	switch {
 	case m.ID == "":
 		return Meta{}, fmt.Errorf("decode meta: empty id")
@@ -94,11 +101,30 @@ func UnmarshalMeta(b []byte) (Meta, error) {
 
 func (m Meta) equal(o Meta) bool {
 	return m.ID == o.ID && m.Weight == o.Weight && m.State == o.State && m.Epoch == o.Epoch &&
-		m.Applied == o.Applied && m.GRPC == o.GRPC && m.Buckets == o.Buckets && m.Seed == o.Seed &&
+		m.Applied == o.Applied && m.Hash == o.Hash && m.GRPC == o.GRPC && m.Buckets == o.Buckets && m.Seed == o.Seed &&
 		slices.Equal(m.Confirms, o.Confirms)
 }
 
 func (m Meta) clone() Meta {
 	m.Confirms = slices.Clone(m.Confirms)
 	return m
+}
+
+// Fingerprint hashes an assignment's epoch, members, owners and standbys
+// (FNV-1a, 64 bits).
+func Fingerprint(a partition.Assignment) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], a.Epoch)
+	h.Write(b[:])
+	for _, m := range a.Members {
+		fmt.Fprintf(h, "%s/%d/%d;", m.ID, m.Weight, m.State)
+	}
+	for i := range a.Owners {
+		h.Write([]byte(a.Owners[i]))
+		h.Write([]byte{0})
+		h.Write([]byte(a.Standbys[i]))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
 }
