@@ -3,8 +3,8 @@ package coord
 import (
 	"encoding/binary"
 	"encoding/json"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"github.com/saru-lb/saru/saru/partition"
