@@ -67,6 +67,9 @@ type Config struct {
 	DrainConfirmTimeout int
 	// Retry: ticks before an unanswered fetch or apply is asked again.
 	Retry int
+	// ForgetDead: ticks after which a dead peer is dropped from the peer
+	// list (0 keeps dead peers listed forever).
+	ForgetDead int
 	// FastFailover lets this director take over the buckets it is standby
 	// for as soon as their owner is seen dead, before the leader's next
 	// assignment.
@@ -87,7 +90,7 @@ func (c Config) validate() error {
 	if c.Seed == 0 {
 		errs = append(errs, errors.New("seed: must be non-zero"))
 	}
-	if c.JoinDelay < 0 || c.Settle < 0 || c.DrainConfirmTimeout < 0 || c.Retry < 1 {
+	if c.JoinDelay < 0 || c.Settle < 0 || c.DrainConfirmTimeout < 0 || c.ForgetDead < 0 || c.Retry < 1 {
 		errs = append(errs, errors.New("tick counts: must be non-negative, retry at least 1"))
 	}
 	return errors.Join(errs...)
@@ -152,8 +155,9 @@ type Peer struct {
 }
 
 type peer struct {
-	meta  Meta
-	alive bool
+	meta   Meta
+	alive  bool
+	deadAt int
 }
 
 // Node is one director's coordinator state machine. It does no I/O, reads
@@ -246,7 +250,7 @@ func (n *Node) PeerDead(id string) {
 	if !ok || !p.alive {
 		return
 	}
-	p.alive = false
+	p.alive, p.deadAt = false, n.ticks
 	n.update()
 }
 
@@ -292,6 +296,13 @@ func (n *Node) Applied(seq uint64) {
 // Tick advances time by one tick.
 func (n *Node) Tick() {
 	n.ticks++
+	if n.cfg.ForgetDead > 0 {
+		for id, p := range n.peers {
+			if !p.alive && n.ticks-p.deadAt >= n.cfg.ForgetDead {
+				delete(n.peers, id)
+			}
+		}
+	}
 	if len(n.applyEpochs) > 0 && n.ticks-n.applyAt >= n.cfg.Retry {
 		n.sentApply = false // ask again
 	}

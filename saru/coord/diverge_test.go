@@ -67,3 +67,21 @@ func TestSameEpochDifferentContent(t *testing.T) {
 		t.Fatalf("agreeing peer caused epoch %d", rd.Publish.Epoch)
 	}
 }
+
+func TestForgetDead(t *testing.T) {
+	n, err := coord.New(coord.Config{ID: "d1", Weight: 1, Buckets: 64, Seed: 7, Retry: 1, ForgetDead: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.PeerAlive(coord.Meta{ID: "d2", Weight: 1, State: partition.Active, Buckets: 64, Seed: 7})
+	n.PeerDead("d2")
+	n.Tick()
+	n.Tick()
+	if p := n.Peers(); len(p) != 1 || p[0].Alive {
+		t.Fatalf("after 2 ticks: %+v", p)
+	}
+	n.Tick()
+	if p := n.Peers(); len(p) != 0 {
+		t.Fatalf("after 3 ticks: %+v", p)
+	}
+}

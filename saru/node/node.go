@@ -181,7 +181,7 @@ func (n *Node) Start(ctx context.Context) error {
 	core, err := coord.New(coord.Config{
 		ID: cfg.ID, Weight: cfg.Weight, GRPC: n.grpcAdv, Buckets: cfg.Buckets, Seed: cfg.Seed,
 		JoinDelay: cfg.Ticks(cfg.JoinDelay), Settle: cfg.Ticks(cfg.Settle),
-		DrainConfirmTimeout: cfg.Ticks(cfg.DrainConfirmTimeout), Retry: max(1, cfg.Ticks(time.Second)),
+		DrainConfirmTimeout: cfg.Ticks(cfg.DrainConfirmTimeout), Retry: max(1, cfg.Ticks(time.Second)), ForgetDead: cfg.Ticks(10 * time.Minute),
 		FastFailover: cfg.FastFailover,
 	})
 	if err != nil {
