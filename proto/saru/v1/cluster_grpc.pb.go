@@ -40,7 +40,6 @@ const (
 //
 // Cluster is served by every director on its management address (default
 // :7400). Reads are open; Drain and Undrain require credentials.
-// buf:lint:ignore SERVICE_SUFFIX
 type ClusterClient interface {
 	// GetStatus summarises this director's view of the cluster.
 	GetStatus(ctx context.Context, in *GetStatusRequest, opts ...grpc.CallOption) (*GetStatusResponse, error)
@@ -179,7 +178,6 @@ func (c *clusterClient) ListServices(ctx context.Context, in *ListServicesReques
 //
 // Cluster is served by every director on its management address (default
 // :7400). Reads are open; Drain and Undrain require credentials.
-// buf:lint:ignore SERVICE_SUFFIX
 type ClusterServer interface {
 	// GetStatus summarises this director's view of the cluster.
 	GetStatus(context.Context, *GetStatusRequest) (*GetStatusResponse, error)
