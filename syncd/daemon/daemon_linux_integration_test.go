@@ -8,13 +8,22 @@ import (
 	"testing"
 	"time"
 
+	ct "github.com/ti-mo/conntrack"
+
 	"github.com/saru-lb/saru/syncd/conn"
+	ctbackend "github.com/saru-lb/saru/syncd/conntrack"
 	"github.com/saru-lb/saru/syncd/transport"
 )
 
 // startIn starts a node whose sync socket lives in namespace ns (its gRPC
 // API listens on the host loopback, where snapshot pulls dial it).
 func (c *cluster) startIn(l *lab, ns, id string, tc transport.Config) *testNode {
+	c.t.Helper()
+	return c.startInWith(l, ns, id, tc, nil)
+}
+
+// startInWith is startIn with a given backend (nil: a MemoryBackend).
+func (c *cluster) startInWith(l *lab, ns, id string, tc transport.Config, backend conn.Backend) *testNode {
 	c.t.Helper()
 	cfg := c.config(id)
 	cfg.Transport = tc
@@ -31,7 +40,10 @@ func (c *cluster) startIn(l *lab, ns, id string, tc transport.Config) *testNode 
 		c.t.Fatal(err)
 	}
 	be := conn.NewMemoryBackend()
-	n, err := New(cfg, Deps{Backend: be, Transport: tr, Listener: lis})
+	if backend == nil {
+		backend = be
+	}
+	n, err := New(cfg, Deps{Backend: backend, Transport: tr, Listener: lis})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -87,5 +99,70 @@ func TestIntegrationNamespacesNftLoss(t *testing.T) {
 				t.Fatal("no retransmissions: the loss rule did not bite")
 			}
 		})
+	}
+}
+
+// TestIntegrationConntrackSync: a conntrack flow created in one namespace
+// reaches the peer namespace's conntrack table through two syncds.
+func TestIntegrationConntrackSync(t *testing.T) {
+	requireRoot(t)
+	l := newLab(t, "synck", 2)
+	c := newCluster(t, clusterOpts{})
+	for i, ns := range l.nodes {
+		var be *ctbackend.Backend
+		if err := l.in(ns, func() error {
+			var err error
+			be, err = ctbackend.Open(ctbackend.Config{DumpInterval: time.Hour})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { be.Close() })
+		c.startInWith(l, ns, fmt.Sprintf("d%d", i), transport.Config{
+			Group: netip.MustParseAddr("239.255.77.8"), Port: c.port, Interface: "sync0", TTL: 1,
+		}, be)
+	}
+	var cc *ct.Conn
+	if err := l.in(l.nodes[0], func() error {
+		var err error
+		cc, err = ct.Dial(nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	f := ct.NewFlow(6, ct.StatusConfirmed|ct.StatusSeenReply|ct.StatusAssured,
+		netip.MustParseAddr("192.0.2.44"), netip.MustParseAddr("198.51.100.44"), 43210, 443, 600, 0x9)
+	f.ProtoInfo.TCP = &ct.ProtoInfoTCP{State: 3} // established
+	if err := cc.Create(f); err != nil {
+		t.Fatalf("create flow in %s: %v", l.nodes[0], err)
+	}
+	var peer *ct.Conn
+	if err := l.in(l.nodes[1], func() error {
+		var err error
+		peer, err = ct.Dial(nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	waitFor(t, 10*time.Second, "the flow in the peer namespace", func() (bool, string) {
+		flows, err := peer.Dump(nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, got := range flows {
+			if got.TupleOrig != f.TupleOrig {
+				continue
+			}
+			ok := got.TupleReply == f.TupleReply && got.Mark == 0x9 && got.Status&ct.StatusAssured != 0 &&
+				got.ProtoInfo.TCP != nil && got.ProtoInfo.TCP.State == 3
+			return ok, fmt.Sprintf("%+v", got)
+		}
+		return false, fmt.Sprintf("%d flows, not ours", len(flows))
+	})
+	st := c.nodes[1].Stats("d0")
+	if len(st.Peers) != 1 || st.Peers[0].ReceivedEntries == 0 {
+		t.Fatalf("d1 stats %v", st)
 	}
 }
