@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConnTableHandmade(t *testing.T) {
@@ -120,34 +121,61 @@ func TestTracker(t *testing.T) {
 		return pc
 	}
 	tr := NewTracker()
+	t0 := time.Unix(1_000_000, 0)
 	out, _ := tr.Changed([]ProcConn{
 		mk(1, "ESTABLISHED", "LOCAL", "10.0.1.1"),
 		mk(2, "SYN_RECV", "LOCAL", "10.0.1.1"),    // never synced by the master
 		mk(3, "ESTABLISHED", "SYNC", "10.0.1.1"),  // a peer's entry
 		mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"), // noted below as exported by the master
-	}[:3])
+	}[:3], t0)
 	if len(out) != 1 || out[0].CPort != 1 || out[0].Timeout != 100 {
 		t.Fatalf("first read: %+v", out)
 	}
 	c4, _ := RefreshConn(mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"))
-	tr.Note(&c4)
+	tr.Note(&c4, t0)
 	out, _ = tr.Changed([]ProcConn{
 		mk(1, "ESTABLISHED", "LOCAL", "10.0.1.1"), // unchanged
 		mk(2, "ESTABLISHED", "LOCAL", "10.0.1.1"), // now established
 		mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"), // the master sent it
-	})
+	}, t0.Add(time.Second))
 	if len(out) != 1 || out[0].CPort != 2 {
 		t.Fatalf("second read: %+v", out)
 	}
 	out, _ = tr.Changed([]ProcConn{
 		mk(1, "FIN_WAIT", "LOCAL", "10.0.1.1"),    // state change
 		mk(2, "ESTABLISHED", "LOCAL", "10.0.1.3"), // real server change
-	})
+	}, t0.Add(2*time.Second))
 	if len(out) != 2 || out[0].Flags&FlagInactive == 0 || out[1].DAddr != netip.MustParseAddr("10.0.1.3") {
 		t.Fatalf("third read: %+v", out)
 	}
 	if tr.Len() != 2 {
 		t.Fatalf("entry 4 left the table but is still tracked: %d", tr.Len())
+	}
+
+	// Refresh: entry 2 was exported at t0+2s with 100 s left. Packets keep
+	// it alive here (its expiry moves later) while the peers' copy runs
+	// down; it is sent again once the gap exceeds the slack.
+	e1 := mk(1, "FIN_WAIT", "LOCAL", "10.0.1.1")
+	e2 := mk(2, "ESTABLISHED", "LOCAL", "10.0.1.3")
+	at := func(sec int, e2Expires uint32) []Conn {
+		e1.Expires = 100 - uint32(sec-2) // running down, no traffic
+		e2.Expires = e2Expires
+		out, _ := tr.Changed([]ProcConn{e1, e2}, t0.Add(time.Duration(sec)*time.Second))
+		return out
+	}
+	if out := at(30, 100); len(out) != 0 { // gap 28 s
+		t.Fatalf("refreshed too early: %+v", out)
+	}
+	out = at(70, 100) // gap 68 s > 60 s
+	if len(out) != 1 || out[0].CPort != 2 || out[0].Timeout != 100 {
+		t.Fatalf("not refreshed: %+v", out)
+	}
+	if out := at(71, 100); len(out) != 0 {
+		t.Fatalf("refreshed twice: %+v", out)
+	}
+	tr.RefreshSlack = 5 * time.Second
+	if out := at(77, 100); len(out) != 1 {
+		t.Fatalf("slack of 5 s: %+v", out)
 	}
 }
 
@@ -205,7 +233,7 @@ func TestParseConnTableLabFixtures(t *testing.T) {
 		t.Fatalf("fixtures lack a kind: v6 %d, templates %d, synced %d, local %d", v6, tmpl, fromSync, local)
 	}
 	// The tracker exports only the director's own entries.
-	out, skipped := NewTracker().Changed(syncs)
+	out, skipped := NewTracker().Changed(syncs, time.Now())
 	if len(skipped) != 0 || len(out) == 0 || len(out) > local {
 		t.Fatalf("tracker exported %d of %d local entries, skipped %v", len(out), local, skipped)
 	}

@@ -1,6 +1,9 @@
 package ipvssync
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // TableKey identifies an entry of the kernel's table as its connection
 // hash does (templates apart from connections).
@@ -17,14 +20,26 @@ type tableVal struct {
 	state uint16
 	daddr netip.Addr
 	dport uint16
+	// peersExpire is when the peers' copy expires, as last exported.
+	peersExpire time.Time
 }
 
+// DefaultRefreshSlack is how far an entry's expiry here may run ahead of
+// its peers' copy before the Tracker exports it again.
+const DefaultRefreshSlack = 60 * time.Second
+
 // Tracker remembers what was last exported for each entry, so that a
-// periodic read of the kernel's table exports only entries that are new or
-// whose state or real server changed, and none the master already sent.
-// It does no I/O; the caller owns the clock and the reads.
+// periodic read of the kernel's table exports only what the peers lack:
+// entries that are new, whose state or real server changed, or whose
+// expiry here has moved later than the peers' copy by more than
+// RefreshSlack. The last case keeps alive on the peers a connection that
+// carries too few packets for the kernel's master ever to send it again
+// (it resends only every sync_period packets or on a state change). It
+// does no I/O; the caller passes the reads and the time.
 type Tracker struct {
-	seen map[TableKey]tableVal
+	// RefreshSlack; DefaultRefreshSlack when zero.
+	RefreshSlack time.Duration
+	seen         map[TableKey]tableVal
 }
 
 // NewTracker returns an empty tracker.
@@ -33,9 +48,16 @@ func NewTracker() *Tracker { return &Tracker{seen: map[TableKey]tableVal{}} }
 // Len is the number of entries tracked.
 func (t *Tracker) Len() int { return len(t.seen) }
 
-// Note records a record that was exported (by the master or otherwise).
-func (t *Tracker) Note(c *Conn) {
-	t.seen[TableKey{c.Protocol, c.CAddr, c.CPort, c.VAddr, c.VPort, c.Template()}] = tableVal{c.State, c.DAddr, c.DPort}
+func expiry(now time.Time, timeout uint32) time.Time {
+	return now.Add(time.Duration(timeout) * time.Second)
+}
+
+// Note records a record exported at time now (by the master or otherwise).
+// A timeout of 0 means the receiver's default for the state, which the
+// Tracker does not know; it assumes the entry expires now, so the next
+// read refreshes it.
+func (t *Tracker) Note(c *Conn, now time.Time) {
+	t.seen[TableKey{c.Protocol, c.CAddr, c.CPort, c.VAddr, c.VPort, c.Template()}] = tableVal{c.State, c.DAddr, c.DPort, expiry(now, c.Timeout)}
 }
 
 // syncedState reports whether the kernel's master would ever export an
@@ -64,12 +86,16 @@ func syncedState(pc *ProcConn) bool {
 	return true
 }
 
-// Changed takes a complete read of the table and returns the records to
-// export: local entries (not created by sync), in a state the master
-// syncs, that are new or changed since they were last noted. It notes
-// them, and forgets entries no longer in the table. Entries that cannot be
+// Changed takes a complete read of the table made at time now and returns
+// the records to export: local entries (not created by sync), in a state
+// the master syncs, that are new, changed, or due for a refresh. It notes
+// them and forgets entries no longer in the table. Entries that cannot be
 // expressed as sync records are returned in skipped.
-func (t *Tracker) Changed(table []ProcConn) (out []Conn, skipped []error) {
+func (t *Tracker) Changed(table []ProcConn, now time.Time) (out []Conn, skipped []error) {
+	slack := t.RefreshSlack
+	if slack <= 0 {
+		slack = DefaultRefreshSlack
+	}
 	present := make(map[TableKey]struct{}, len(table))
 	for i := range table {
 		pc := &table[i]
@@ -78,7 +104,8 @@ func (t *Tracker) Changed(table []ProcConn) (out []Conn, skipped []error) {
 		if pc.FromSync() || !pc.StateKnown || !syncedState(pc) {
 			continue
 		}
-		if v, ok := t.seen[k]; ok && v == (tableVal{pc.State, pc.DAddr, pc.DPort}) {
+		if v, ok := t.seen[k]; ok && v.state == pc.State && v.daddr == pc.DAddr && v.dport == pc.DPort &&
+			expiry(now, pc.Expires).Sub(v.peersExpire) <= slack {
 			continue
 		}
 		c, err := RefreshConn(*pc)
@@ -86,7 +113,7 @@ func (t *Tracker) Changed(table []ProcConn) (out []Conn, skipped []error) {
 			skipped = append(skipped, err)
 			continue
 		}
-		t.seen[k] = tableVal{pc.State, pc.DAddr, pc.DPort}
+		t.Note(&c, now)
 		out = append(out, c)
 	}
 	for k := range t.seen {

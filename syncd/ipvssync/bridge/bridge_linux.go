@@ -61,6 +61,9 @@ type SyncDaemons interface {
 // ErrClosed is returned by Import once the bridge is closed.
 var ErrClosed = errors.New("ipvs sync bridge closed")
 
+// DefaultPollInterval is how often the bridge reads the kernel's table.
+const DefaultPollInterval = 500 * time.Millisecond
+
 // DefaultInterface is the dummy interface the bridge creates.
 const DefaultInterface = "saru-sync0"
 
@@ -86,13 +89,19 @@ type Config struct {
 	// ProcConnSyncPath is the same table with each entry's origin (local
 	// traffic or sync); default /proc/net/ip_vs_conn_sync.
 	ProcConnSyncPath string
-	// PollInterval, when set, makes Run read the table that often and
-	// export local entries that are new or changed: the kernel's master
-	// holds a lone export for 2 to 3 s (IPVS_SYNC_FLUSH_TIME plus its 1 s
-	// check period), so this is how an entry reaches the peers within a
-	// second of its sync threshold. Each read costs time proportional to
-	// the table. Zero: only the master's exports and the start-up read.
+	// PollInterval is how often Run reads the table to export local
+	// entries that are new, changed, or alive here longer than the peers
+	// were told (ipvssync.Tracker). The kernel's master holds a lone export
+	// for 2 to 3 s (IPVS_SYNC_FLUSH_TIME plus its 1 s check period) and
+	// never resends a connection that carries fewer than sync_period
+	// packets, so this is how an entry reaches the peers within a second
+	// of its sync threshold and how a quiet long-lived connection stays
+	// alive on them. Each read costs time proportional to the table.
+	// Default DefaultPollInterval; negative: never (the master's exports
+	// and the start-up read only).
 	PollInterval time.Duration
+	// RefreshSlack: see ipvssync.Tracker; default ipvssync.DefaultRefreshSlack.
+	RefreshSlack time.Duration
 	// LogInterval limits drop log lines to one per reason per interval;
 	// default 10 s.
 	LogInterval time.Duration
@@ -118,6 +127,9 @@ func (c *Config) setDefaults() {
 	if c.ProcConnSyncPath == "" {
 		c.ProcConnSyncPath = "/proc/net/ip_vs_conn_sync"
 	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
 	if c.LogInterval == 0 {
 		c.LogInterval = 10 * time.Second
 	}
@@ -136,8 +148,11 @@ func (c *Config) validate() error {
 	if c.BackupMaxLen < ipvssync.MinBackupMaxLen || c.BackupMaxLen > 65535-28 {
 		return fmt.Errorf("backup_maxlen: %d outside %d..%d", c.BackupMaxLen, ipvssync.MinBackupMaxLen, 65535-28)
 	}
-	if c.PollInterval < 0 {
-		return fmt.Errorf("poll_interval: %v is negative", c.PollInterval)
+	if c.PollInterval > 0 && c.PollInterval < 10*time.Millisecond {
+		return fmt.Errorf("poll_interval: %v is below 10ms", c.PollInterval)
+	}
+	if c.RefreshSlack < 0 {
+		return fmt.Errorf("refresh_slack: %v is negative", c.RefreshSlack)
 	}
 	if c.MasterMaxLen < 0 || c.MasterMaxLen > 65535-28 {
 		return fmt.Errorf("master_maxlen: %d outside 0..%d", c.MasterMaxLen, 65535-28)
@@ -351,8 +366,9 @@ func (b *Bridge) Close(ctx context.Context) error {
 
 // readTable reads the kernel's connection table with each entry's origin:
 // the entries of ProcConnPath (which carries persistence-engine data), with
-// Origin taken from ProcConnSyncPath. An entry missing from the second
-// read (it came and went in between) counts as local.
+// Origin taken from ProcConnSyncPath, read second. An entry missing from
+// the second read expired in between and is left out; an entry created in
+// between is in neither.
 func (b *Bridge) readTable() ([]ipvssync.ProcConn, error) {
 	read := func(path string) ([]ipvssync.ProcConn, error) {
 		f, err := os.Open(path)
@@ -378,14 +394,19 @@ func (b *Bridge) readTable() ([]ipvssync.ProcConn, error) {
 	for _, o := range origins {
 		fromSync[key{ipvssync.TableKey{Protocol: o.Protocol, CAddr: o.CAddr, CPort: o.CPort, VAddr: o.VAddr, VPort: o.VPort, Template: o.Template}, o.DAddr}] = o.FromSync()
 	}
-	for i := range table {
-		t := &table[i]
+	out := table[:0]
+	for _, t := range table {
+		sync, ok := fromSync[key{ipvssync.TableKey{Protocol: t.Protocol, CAddr: t.CAddr, CPort: t.CPort, VAddr: t.VAddr, VPort: t.VPort, Template: t.Template}, t.DAddr}]
+		if !ok {
+			continue // gone between the two reads
+		}
 		t.Origin = "LOCAL"
-		if fromSync[key{ipvssync.TableKey{Protocol: t.Protocol, CAddr: t.CAddr, CPort: t.CPort, VAddr: t.VAddr, VPort: t.VPort, Template: t.Template}, t.DAddr}] {
+		if sync {
 			t.Origin = "SYNC"
 		}
+		out = append(out, t)
 	}
-	return table, nil
+	return out, nil
 }
 
 // Snapshot reads the kernel's connection table and returns every local
@@ -397,7 +418,7 @@ func (b *Bridge) Snapshot(ctx context.Context) ([]conn.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	conns, skipped := ipvssync.NewTracker().Changed(table)
+	conns, skipped := ipvssync.NewTracker().Changed(table, b.now())
 	for _, err := range skipped {
 		b.drop(DropProcUnsyncable, 1, "ipvs table entry not syncable", "error", err)
 	}
@@ -414,6 +435,7 @@ func (b *Bridge) Snapshot(ctx context.Context) ([]conn.Entry, error) {
 // of the table finds new or changed.
 func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 	tracker := ipvssync.NewTracker()
+	tracker.RefreshSlack = b.cfg.RefreshSlack
 	var entries []conn.Entry
 	exportConns := func(conns []ipvssync.Conn) {
 		for len(conns) > 0 {
@@ -431,7 +453,7 @@ func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 		if err != nil {
 			return err
 		}
-		conns, skipped := tracker.Changed(table)
+		conns, skipped := tracker.Changed(table, b.now())
 		for _, err := range skipped {
 			b.drop(DropProcUnsyncable, 1, "ipvs table entry not syncable", "error", err)
 		}
@@ -479,7 +501,7 @@ func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 			}
 			conns = b.decodeExport(payload, conns[:0])
 			for i := range conns {
-				tracker.Note(&conns[i])
+				tracker.Note(&conns[i], b.now())
 			}
 			exportConns(conns)
 		}

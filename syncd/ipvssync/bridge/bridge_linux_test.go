@@ -94,7 +94,9 @@ func TestConfigValidate(t *testing.T) {
 		{"ipv6 group", Config{Group: netip.MustParseAddr("ff02::1")}, "group"},
 		{"small backup maxlen", Config{BackupMaxLen: 1000}, "backup_maxlen"},
 		{"negative master maxlen", Config{MasterMaxLen: -1}, "master_maxlen"},
-		{"negative poll", Config{PollInterval: -time.Second}, "poll_interval"},
+		{"no poll", Config{PollInterval: -1}, ""},
+		{"tiny poll", Config{PollInterval: time.Millisecond}, "poll_interval"},
+		{"negative slack", Config{RefreshSlack: -time.Second}, "refresh_slack"},
 	}
 	for _, tt := range tests {
 		c := tt.cfg
