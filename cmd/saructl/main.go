@@ -12,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -36,6 +39,7 @@ import (
 
 type cli struct {
 	addr, syncdAddr, output, tokenFile string
+	tlsCA, tlsCert, tlsKey             string
 	timeout                            time.Duration
 	out                                io.Writer
 }
@@ -59,6 +63,9 @@ func (c *cli) root() *cobra.Command {
 	pf.StringVar(&c.syncdAddr, "syncd-addr", "localhost:7401", "syncd's gRPC address (conns, sync-stats)")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token for drain and undrain")
+	pf.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate (PEM) to verify the director with; enables TLS")
+	pf.StringVar(&c.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS; authorises drain and undrain")
+	pf.StringVar(&c.tlsKey, "tls-key", "", "client certificate key (PEM)")
 	pf.DurationVar(&c.timeout, "timeout", 5*time.Second, "request timeout (drain and undrain wait up to 2m unless set)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if c.output != "table" && c.output != "json" {
@@ -95,8 +102,40 @@ func (c *cli) root() *cobra.Command {
 	return root
 }
 
+func (c *cli) creds() (credentials.TransportCredentials, error) {
+	if c.tlsCA == "" && c.tlsCert == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate", c.tlsCA)
+		}
+	}
+	if c.tlsCert != "" || c.tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
 func (c *cli) dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if addr == c.addr {
+		var err error
+		if creds, err = c.creds(); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}

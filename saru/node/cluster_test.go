@@ -82,6 +82,7 @@ type testOpts struct {
 	noSync     bool
 	verboseLog bool
 	probe      time.Duration // memberlist probe interval; the timeout is half
+	tls        *node.Options // ServerCreds and ClientCreds, when set
 }
 
 func defaults() testOpts {
@@ -115,6 +116,9 @@ func startDirector(t testing.TB, id string, seeds []string, o testOpts) *directo
 	opts := node.Options{Config: cfg, Filter: d.filter, FilterTable: "inet saru", Token: testToken, Listener: lis, Logger: logger(o.verboseLog)}
 	if !o.noSync {
 		opts.Sync = d.sync
+	}
+	if o.tls != nil {
+		opts.ServerCreds, opts.ClientCreds = o.tls.ServerCreds, o.tls.ClientCreds
 	}
 	n, err := node.New(opts)
 	if err != nil {
