@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/saru-lb/saru/saru/node"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+	"github.com/saru-lb/saru/saru/node"
 )
 
 type testCA struct {
