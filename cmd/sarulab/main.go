@@ -177,6 +177,7 @@ func scenarios(ctx context.Context, args []string) (int, error) {
 	c.register(fs)
 	only := fs.String("only", "", "run only this scenario: "+strings.Join(lab.ScenarioNames, ", "))
 	streams := fs.Int("streams", 0, "long-lived connections (default 500 for crash and lossy-sync, 200 for the others)")
+	noSync := fs.Bool("no-sync", false, "run without syncd: the baseline that shows what connection sync is for")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -198,12 +199,12 @@ func scenarios(ctx context.Context, args []string) (int, error) {
 	}
 	if c.needKernelLab(ctx) {
 		fmt.Fprintln(os.Stderr, "sarulab: this kernel has no IPVS; running the scenarios inside the kernel lab (QEMU)")
-		return inLab(ctx, c, []string{"scenarios", "--mode", c.mode, "--only", strings.Join(names, ","), fmt.Sprintf("--streams=%d", *streams)})
+		return inLab(ctx, c, []string{"scenarios", "--mode", c.mode, "--only", strings.Join(names, ","), fmt.Sprintf("--streams=%d", *streams), fmt.Sprintf("--no-sync=%v", *noSync)})
 	}
 	failed := 0
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "== scenario %s (%s)\n", n, c.mode)
-		r := lab.RunScenario(ctx, n, lab.ScenarioOptions{Mode: lab.Mode(c.mode), BinDir: c.binDir, Out: os.Stderr, Streams: *streams})
+		r := lab.RunScenario(ctx, n, lab.ScenarioOptions{Mode: lab.Mode(c.mode), BinDir: c.binDir, Out: os.Stderr, Streams: *streams, NoSync: *noSync})
 		fmt.Println(r.JSON())
 		if r.Error != "" || r.Lost > 0 {
 			failed++

@@ -63,7 +63,7 @@ type view struct {
 }
 
 func (c *cluster) view(ctx context.Context, id string) (view, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := c.saru[id].GetStatus(ctx, &sarupb.GetStatusRequest{})
 	if err != nil {
@@ -151,7 +151,7 @@ func (c *cluster) waitSettled(ctx context.Context, ids, want []string, timeout t
 		select {
 		case <-ctx.Done():
 			return 0, nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(pollEvery):
 		}
 	}
 	if lastErr != nil {
@@ -159,6 +159,9 @@ func (c *cluster) waitSettled(ctx context.Context, ids, want []string, timeout t
 	}
 	return 0, last, fmt.Errorf("cluster did not settle within %v on owners %v (last assignment: epoch %d, owners %v)", timeout, want, last.GetEpoch(), owners(last))
 }
+
+// pollEvery is how often failover and settling are polled.
+const pollEvery = 50 * time.Millisecond
 
 // syncReady reports whether the director's syncd says it is ready.
 func (c *cluster) syncStatus(ctx context.Context, id string) (*syncdpb.GetStatusResponse, error) {

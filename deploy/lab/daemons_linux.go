@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -151,8 +150,10 @@ func (l *Lab) prepare() error {
 	if l.bins.saru, err = findBinary(l.opts.BinDir, "saru"); err != nil {
 		errs = append(errs, err)
 	}
-	if l.bins.syncd, err = findBinary(l.opts.BinDir, "syncd"); err != nil {
-		errs = append(errs, err)
+	if !l.opts.NoSync {
+		if l.bins.syncd, err = findBinary(l.opts.BinDir, "syncd"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if l.bins.saructl, err = findBinary(l.opts.BinDir, "saructl"); err != nil {
 		errs = append(errs, err)
@@ -163,11 +164,10 @@ func (l *Lab) prepare() error {
 		return errors.Join(errs...)
 	}
 	l.token = randHex(16)
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
 	files := map[string]string{
-		"token":    l.token + "\n",
-		"sync.key": base64.StdEncoding.EncodeToString(key) + "\n",
+		"token": l.token + "\n",
+		// syncd's cluster key file: "<id> <hex secret>" lines.
+		"sync.key": "1 " + randHex(32) + "\n",
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(l.work, name), []byte(data), 0o600); err != nil {
@@ -199,10 +199,12 @@ func (l *Lab) saruConfig(d *Director, joinDelay time.Duration) string {
 	fmt.Fprintf(&b, "buckets: %d\nhash_seed: \"0x5a7a0001\"\n", l.opts.Buckets)
 	fmt.Fprintf(&b, "grpc:\n  listen: %q\n  token_file: %s\n", d.SaruAddr(), filepath.Join(l.work, "token"))
 	fmt.Fprintf(&b, "gossip:\n  bind: %q\n  seeds: [%s]\n", netip.AddrPortFrom(d.Mgmt, gossipPort), quoteList(l.seeds(d)))
-	fmt.Fprintf(&b, "  probe_interval: 200ms\n  probe_timeout: 100ms\n  suspicion_mult: 2\n  gossip_interval: 50ms\n")
+	fmt.Fprintf(&b, "  probe_interval: %s\n  probe_timeout: %s\n  suspicion_mult: %d\n  gossip_interval: 50ms\n", l.opts.ProbeInterval, l.opts.ProbeTimeout, l.opts.SuspicionMult)
 	fmt.Fprintf(&b, "join_delay: %s\n", joinDelay)
 	fmt.Fprintf(&b, "drain:\n  confirm_timeout: 10s\n  timeout: 20s\n")
-	fmt.Fprintf(&b, "syncd:\n  address: %q\n", d.SyncdAddr())
+	if !l.opts.NoSync {
+		fmt.Fprintf(&b, "syncd:\n  address: %q\n", d.SyncdAddr())
+	}
 	fmt.Fprintf(&b, "log_level: info\n")
 	return b.String()
 }
@@ -244,6 +246,15 @@ func (l *Lab) StartDaemons(ctx context.Context, d *Director, joinDelay time.Dura
 	if err := l.applyLoss(ctx, d); err != nil {
 		return err
 	}
+	if !l.opts.NoSync {
+		if err := l.startSyncd(ctx, d); err != nil {
+			return err
+		}
+	}
+	return l.startSaru(ctx, d, joinDelay)
+}
+
+func (l *Lab) startSyncd(ctx context.Context, d *Director) error {
 	sc := filepath.Join(l.work, d.ID+"-syncd.yaml")
 	if err := os.WriteFile(sc, []byte(l.syncdConfig(d)), 0o644); err != nil {
 		return err
@@ -255,10 +266,15 @@ func (l *Lab) StartDaemons(ctx context.Context, d *Director, joinDelay time.Dura
 	if err := waitTCP(ctx, d.NS, d.SyncdAddr(), 10*time.Second); err != nil {
 		return fmt.Errorf("%s syncd not serving on %s: %w\n%s", d.ID, d.SyncdAddr(), err, d.syncd.tail(15))
 	}
+	return nil
+}
+
+func (l *Lab) startSaru(ctx context.Context, d *Director, joinDelay time.Duration) error {
 	cc := filepath.Join(l.work, d.ID+"-saru.yaml")
 	if err := os.WriteFile(cc, []byte(l.saruConfig(d, joinDelay)), 0o644); err != nil {
 		return err
 	}
+	var err error
 	if d.saru, err = startProc(d.NS, d.ID+" saru", filepath.Join(l.work, d.ID+"-saru.log"), l.bins.saru, "-config", cc); err != nil {
 		return err
 	}
@@ -307,4 +323,14 @@ func waitTCP(ctx context.Context, ns, addr string, d time.Duration) error {
 		}
 	}
 	return last
+}
+
+// logLines is how many lines of each daemon's log a failure shows
+// (SARULAB_LOG_LINES, default 12).
+func logLines() int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv("SARULAB_LOG_LINES"), &n); err != nil || n <= 0 {
+		return 12
+	}
+	return n
 }

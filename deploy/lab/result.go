@@ -54,12 +54,13 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // Outcome summarises stream states at the end of a scenario: a
-// connection is lost when it failed, or when it has had no echo for
-// lossAfter; stalls are over the connections that survived.
+// connection is lost when it failed, or when a message has waited for its
+// echo longer than lossAfter; stalls are over the connections that
+// survived.
 func Outcome(states []StreamState, lossAfter time.Duration) (lost int, p50, p99 time.Duration) {
 	var stalls []time.Duration
 	for _, s := range states {
-		if s.Err != nil || s.SinceRx > lossAfter {
+		if s.Err != nil || s.Waiting > lossAfter {
 			lost++
 			continue
 		}

@@ -59,10 +59,10 @@ func TestPercentileIsAnElementAndMonotonic(t *testing.T) {
 
 func TestOutcome(t *testing.T) {
 	states := []StreamState{
-		{Port: 1, Stall: 100 * time.Millisecond, SinceRx: 50 * time.Millisecond},
-		{Port: 2, Stall: 900 * time.Millisecond, SinceRx: 50 * time.Millisecond},
-		{Port: 3, Stall: 0, SinceRx: 20 * time.Second},                       // stalled for good
-		{Port: 4, Stall: 0, SinceRx: 0, Err: errors.New("connection reset")}, // reset
+		{Port: 1, Stall: 100 * time.Millisecond},
+		{Port: 2, Stall: 900 * time.Millisecond, Waiting: 50 * time.Millisecond},
+		{Port: 3, Stall: 20 * time.Second, Waiting: 20 * time.Second}, // stalled for good
+		{Port: 4, Err: errors.New("connection reset")},                // reset
 	}
 	lost, p50, p99 := Outcome(states, 10*time.Second)
 	if lost != 2 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -32,10 +33,25 @@ type ScenarioOptions struct {
 	// Streams is the number of long-lived connections for crash and
 	// lossy-sync (default 500) and the others (default 200).
 	Streams int
-	// Interval between a stream's messages (default 100ms).
+	// Interval between a stream's messages (default: 2ms times the
+	// number of streams, at least 200ms).
 	Interval time.Duration
 	// Requests is the number of HTTP requests of spread (default 300).
 	Requests int
+	// NoSync runs without syncd (a baseline).
+	NoSync bool
+}
+
+// defaultStreams is the scenario's default number of long-lived
+// connections.
+func defaultStreams(name string) int {
+	switch name {
+	case "crash", "lossy-sync":
+		return 500
+	case "inspection":
+		return 50
+	}
+	return 200
 }
 
 func (o *ScenarioOptions) streams(def int) int {
@@ -48,7 +64,9 @@ func (o *ScenarioOptions) streams(def int) int {
 // RunScenario builds a fresh lab, runs one scenario and returns its result.
 func RunScenario(ctx context.Context, name string, so ScenarioOptions) Result {
 	if so.Interval == 0 {
-		so.Interval = 100 * time.Millisecond
+		// At most about 500 messages a second over all streams: the
+		// kernel lab emulates its CPUs in software.
+		so.Interval = max(200*time.Millisecond, time.Duration(so.streams(defaultStreams(name)))*2*time.Millisecond)
 	}
 	if so.Requests == 0 {
 		so.Requests = 300
@@ -61,7 +79,7 @@ func RunScenario(ctx context.Context, name string, so ScenarioOptions) Result {
 	}
 	start := time.Now()
 	res := Result{Scenario: name, Mode: so.Mode}
-	opts := Options{Mode: so.Mode, BinDir: so.BinDir, Out: so.Out}
+	opts := Options{Mode: so.Mode, BinDir: so.BinDir, Out: so.Out, NoSync: so.NoSync}
 	if name == "lossy-sync" {
 		opts.LossPercent = 10
 	}
@@ -124,7 +142,7 @@ func (l *Lab) Up(ctx context.Context) (*cluster, error) {
 	}
 	start := time.Now()
 	for _, d := range l.Directors {
-		if err := l.StartDaemons(ctx, d, 30*time.Second); err != nil {
+		if err := l.StartDaemons(ctx, d, l.joinDelay()); err != nil {
 			return nil, err
 		}
 	}
@@ -141,6 +159,15 @@ func (l *Lab) Up(ctx context.Context) (*cluster, error) {
 	say(l.opts.Out, "%d directors up (%s mode), assignment epoch %d settled %v after start (%.1fs total)",
 		len(ids), l.opts.Mode, a.GetEpoch(), took.Round(time.Millisecond), time.Since(start).Seconds())
 	return c, nil
+}
+
+// joinDelay is saru's join_delay: 30 s (the default), gated by syncd's
+// snapshot; without syncd nothing else gates a join, so it is short.
+func (l *Lab) joinDelay() time.Duration {
+	if l.opts.NoSync {
+		return 3 * time.Second
+	}
+	return 30 * time.Second
 }
 
 // ids are the director ids, without except.
@@ -160,7 +187,7 @@ func (l *Lab) dumpLogs(w io.Writer) {
 			if p == nil {
 				continue
 			}
-			fmt.Fprintf(w, "---- %s (last lines of %s)\n%s\n", p.name, p.log, p.tail(12))
+			fmt.Fprintf(w, "---- %s (last lines of %s)\n%s\n", p.name, p.log, p.tail(logLines()))
 		}
 	}
 }
@@ -219,6 +246,9 @@ func scenarioSpread(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions,
 		expect[ownerOf(a, bucketOf(r.port, a.GetBucketCount()))]++
 	}
 	res.Connections = so.Requests
+	// IPVS folds its per-CPU counters into what netlink reports every 2 s
+	// (the rate estimator's timer).
+	time.Sleep(2500 * time.Millisecond)
 	var parts, bad []string
 	for _, d := range l.Directors {
 		n, err := ipvsConns(ctx, d, HTTPPort)
@@ -251,10 +281,29 @@ func openAndSync(ctx context.Context, l *Lab, c *cluster, n int, so ScenarioOpti
 	if err != nil {
 		return nil, err
 	}
-	if !ss.WaitHealthy(ctx, so.Interval+time.Second, 30*time.Second) {
-		return ss, fmt.Errorf("only %d of %d stream connections echo before the scenario", ss.Healthy(so.Interval+time.Second), n)
+	if !ss.WaitHealthy(ctx, time.Second, 30*time.Second) {
+		debugTop(ctx, so.Out)
+		var none, slow, failed int
+		var maxWait time.Duration
+		for _, st := range ss.Snapshot() {
+			switch {
+			case st.Err != nil:
+				failed++
+			case st.Echoes == 0:
+				none++
+			case st.Waiting > time.Second:
+				slow++
+			}
+			maxWait = max(maxWait, st.Waiting)
+		}
+		return ss, fmt.Errorf("only %d of %d stream connections echo within 1s 30s after opening (%d failed, %d never echoed, %d waiting, longest %v)",
+			ss.Healthy(time.Second), n, failed, none, slow, maxWait.Round(time.Millisecond))
 	}
 	say(so.Out, "%d long-lived connections streaming (one message every %v each), opened in %.1fs", n, so.Interval, time.Since(start).Seconds())
+	if l.opts.NoSync {
+		say(so.Out, "no syncd (--no-sync): the directors share nothing about connections")
+		return ss, nil
+	}
 	ports := map[uint32]bool{}
 	for _, s := range ss.list {
 		ports[uint32(s.Port)] = true
@@ -313,7 +362,7 @@ func (c *cluster) streamConns(ctx context.Context, id string) (map[uint32]bool, 
 
 // finish waits for the streams to recover and fills in the result.
 func finish(ctx context.Context, ss *Streams, so ScenarioOptions, res *Result) {
-	ok := ss.WaitHealthy(ctx, so.Interval+time.Second, 20*time.Second)
+	ok := ss.WaitHealthy(ctx, time.Second, 20*time.Second)
 	time.Sleep(time.Second)
 	states := ss.Snapshot()
 	lost, p50, p99 := Outcome(states, 5*time.Second)
@@ -328,6 +377,42 @@ func finish(ctx context.Context, ss *Streams, so ScenarioOptions, res *Result) {
 	if !ok || lost > 0 {
 		say(so.Out, "%d connections lost; e.g. %s", lost, strings.Join(why, "; "))
 	}
+}
+
+// debugTop prints the guest's busiest processes when SARULAB_DEBUG is set.
+func debugTop(ctx context.Context, w io.Writer) {
+	if os.Getenv("SARULAB_DEBUG") == "" {
+		return
+	}
+	out, _ := output(ctx, "top", "-b", "-n", "1")
+	lines := strings.Split(out, "\n")
+	if len(lines) > 16 {
+		lines = lines[:16]
+	}
+	fmt.Fprintln(w, strings.Join(lines, "\n"))
+}
+
+// moved describes which streams changed owner between two assignments
+// and how many of each kind were lost.
+func moved(ss *Streams, before, after *sarupb.Assignment, lossAfter time.Duration) string {
+	var mv, stay, lostMv, lostStay int
+	for i, st := range ss.Snapshot() {
+		s := ss.list[i]
+		lost := st.Err != nil || st.Waiting > lossAfter
+		if ownerOf(before, bucketOf(s.Port, before.GetBucketCount())) != ownerOf(after, bucketOf(s.Port, after.GetBucketCount())) {
+			mv++
+			if lost {
+				lostMv++
+			}
+		} else {
+			stay++
+			if lost {
+				lostStay++
+			}
+		}
+	}
+	return fmt.Sprintf("%d streams changed director (%d lost), %d kept theirs (%d lost); epochs %d -> %d",
+		mv, lostMv, stay, lostStay, before.GetEpoch(), after.GetEpoch())
 }
 
 // affected counts the streams whose bucket the director owns.
@@ -357,13 +442,32 @@ func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, 
 		return err
 	}
 	hit := affected(ss, a, victim.ID)
+	debugTop(ctx, so.Out)
 	ss.ResetWindow()
 	t0 := time.Now()
 	if err := l.Crash(ctx, victim); err != nil {
 		return err
 	}
-	_, _, err = c.waitSettled(ctx, survivors, survivors, 30*time.Second)
+	var seen time.Duration
+	for time.Since(t0) < 30*time.Second && seen == 0 {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := c.saru[survivors[0]].ListMembers(cctx, &sarupb.ListMembersRequest{})
+		cancel()
+		if err == nil {
+			for _, mm := range m.GetMembers() {
+				if mm.GetId() == victim.ID && !mm.GetAlive() {
+					seen = time.Since(t0)
+				}
+			}
+			if !slices.ContainsFunc(m.GetMembers(), func(mm *sarupb.Member) bool { return mm.GetId() == victim.ID }) {
+				seen = time.Since(t0)
+			}
+		}
+		time.Sleep(pollEvery)
+	}
+	_, a2, err := c.waitSettled(ctx, survivors, survivors, 30*time.Second)
 	fo := time.Since(t0)
+	say(so.Out, "%s saw %s dead after %v", survivors[0], victim.ID, seen.Round(time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("after kill -9 of %s: %w", victim.ID, err)
 	}
@@ -371,11 +475,12 @@ func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, 
 	say(so.Out, "kill -9 %s (and its links down) with %d of its connections in flight: survivors %v own every bucket after %v",
 		victim.ID, hit, survivors, fo.Round(time.Millisecond))
 	finish(ctx, ss, so, res)
+	say(so.Out, "%s", moved(ss, a, a2, 5*time.Second))
 	loss := ""
 	if l.opts.LossPercent > 0 {
 		loss = fmt.Sprintf(" with %d%% of syncd's peer packets dropped on every director", l.opts.LossPercent)
 	}
-	res.Detail = fmt.Sprintf("kill -9 of %s owning %d of %d streams%s; failover polled over saru.v1.Cluster every 20ms", victim.ID, hit, n, loss)
+	res.Detail = fmt.Sprintf("kill -9 of %s owning %d of %d streams%s; failover polled over saru.v1.Cluster every %v", victim.ID, hit, n, loss, pollEvery)
 	return nil
 }
 
@@ -435,7 +540,7 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 		if err := l.Reboot(ctx, d); err != nil {
 			return err
 		}
-		if err := l.StartDaemons(ctx, d, 30*time.Second); err != nil {
+		if err := l.StartDaemons(ctx, d, l.joinDelay()); err != nil {
 			return err
 		}
 		t1 := time.Now()
@@ -451,7 +556,7 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 			how = "undrained"
 		}
 		say(so.Out, "%s drained in %v, stopped, rebooted (fresh namespace), started, %s; serving again %v later; %d/%d streams healthy",
-			d.ID, moves[len(moves)-1].Round(time.Millisecond), how, time.Since(t1).Round(time.Millisecond), ss.Healthy(so.Interval+time.Second), n)
+			d.ID, moves[len(moves)-1].Round(time.Millisecond), how, time.Since(t1).Round(time.Millisecond), ss.Healthy(time.Second), n)
 	}
 	res.FailoverMS = ms(slices.Max(moves))
 	finish(ctx, ss, so, res)
@@ -474,7 +579,7 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 		return err
 	}
 	t0 := time.Now()
-	if err := l.StartDaemons(ctx, d, 30*time.Second); err != nil {
+	if err := l.StartDaemons(ctx, d, l.joinDelay()); err != nil {
 		return err
 	}
 	nc, err := l.clusterClients()
@@ -495,7 +600,7 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 			ownAt = time.Since(t0)
 			early = readyAt == 0
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pollEvery)
 	}
 	if ownAt == 0 {
 		return fmt.Errorf("%s owned no bucket 60s after starting", d.ID)

@@ -74,7 +74,15 @@ type Options struct {
 	// LossPercent drops this share of syncd's peer packets on every
 	// director (an nftables numgen rule on mgmt0).
 	LossPercent int
-	// KeepLogs keeps the daemons' logs in WorkDir after Close.
+	// Gossip timings for saru's memberlist (default 300ms, 200ms, 3:
+	// tolerant of a software-emulated kernel lab on a busy host).
+	ProbeInterval, ProbeTimeout time.Duration
+	SuspicionMult               int
+	// NoSync runs saru without syncd: the baseline showing what connection
+	// sync is for.
+	NoSync bool
+	// WorkDir holds configurations and logs (default: a temporary
+	// directory removed by Close unless SARULAB_KEEP is set).
 	WorkDir string
 }
 
@@ -109,6 +117,31 @@ func (o *Options) defaults() error {
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
+	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = 300 * time.Millisecond
+	}
+	if o.ProbeTimeout == 0 {
+		o.ProbeTimeout = 200 * time.Millisecond
+	}
+	if o.SuspicionMult == 0 {
+		o.SuspicionMult = 3
+	}
+	if v := os.Getenv("SARULAB_GOSSIP"); v != "" {
+		// interval/timeout/mult, e.g. 200ms/100ms/2
+		var pi, pt string
+		var m int
+		parts := strings.Split(v, "/")
+		if len(parts) == 3 {
+			pi, pt = parts[0], parts[1]
+			fmt.Sscan(parts[2], &m)
+		}
+		a, err1 := time.ParseDuration(pi)
+		b, err2 := time.ParseDuration(pt)
+		if err1 != nil || err2 != nil || m < 1 {
+			return fmt.Errorf("SARULAB_GOSSIP %q: want interval/timeout/suspicion-mult, e.g. 200ms/100ms/2", v)
+		}
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = a, b, m
 	}
 	return nil
 }
@@ -189,10 +222,6 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 	lines := []string{"link set lo up"}
 	for _, br := range []string{"lan", "real", "mgmt"} {
 		lines = append(lines, "link add "+br+" type bridge", "link set "+br+" up")
-		if br != "mgmt" {
-			// A hub: never learn, so every port sees every frame.
-			lines = append(lines, "link set "+br+" type bridge ageing_time 0")
-		}
 	}
 	if err := ipBatch(ctx, l.hub, lines); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
@@ -255,22 +284,29 @@ func (l *Lab) addNS(ctx context.Context, ns string) error {
 
 // plug connects ns to a hub bridge with a veth pair named hubName (hub side)
 // and ifName (inside ns), with mac when non-empty.
+//
+// On the lan and real bridges, director ports (those given the shared mac)
+// never learn, so the shared MAC is never learned and every frame to it is
+// flooded to every director, as a switch floods a MAC it has not learned.
+// The other ports learn but take no flooded unknown unicast, so clients and
+// real servers see only their own frames (and broadcasts): a switch, with
+// the shared MAC behaving as on a hub.
 func (l *Lab) plug(ctx context.Context, ns, hubName, bridge, ifName, mac string) error {
 	tmp := hubName + "p"
 	lines := []string{
 		"link add " + hubName + " type veth peer name " + tmp,
 		"link set " + hubName + " master " + bridge,
-		"link set " + hubName + " up",
-		"link set " + tmp + " netns " + ns,
 	}
+	switch {
+	case bridge == "mgmt":
+	case mac != "":
+		lines = append(lines, "link set "+hubName+" type bridge_slave learning off flood on")
+	default:
+		lines = append(lines, "link set "+hubName+" type bridge_slave learning on flood off")
+	}
+	lines = append(lines, "link set "+hubName+" up", "link set "+tmp+" netns "+ns)
 	if err := ipBatch(ctx, l.hub, lines); err != nil {
 		return fmt.Errorf("plug %s into %s: %w", ns, bridge, err)
-	}
-	if bridge != "mgmt" {
-		if err := run(ctx, "ip", "netns", "exec", l.hub, "bridge", "link", "set", "dev", hubName, "learning", "off", "flood", "on"); err != nil {
-			// Older iproute2 without the bridge tool: ageing 0 suffices.
-			_ = err
-		}
 	}
 	in := []string{"link set " + tmp + " name " + ifName}
 	if mac != "" {

@@ -57,7 +57,7 @@ func Tour(ctx context.Context, to TourOptions) error {
 	if to.Streams == 0 {
 		to.Streams = 300
 	}
-	so := ScenarioOptions{Mode: to.Mode, Out: w, Interval: 100 * time.Millisecond, Requests: 300}
+	so := ScenarioOptions{Mode: to.Mode, Out: w, Interval: 500 * time.Millisecond, Requests: 300}
 	fmt.Fprintf(w, "Saru lab: %s mode; 3 directors sharing VIP %s and MAC %s behind a hub, 3 real servers, 2 client namespaces\n", to.Mode, VIP, lanMAC)
 	l, err := New(ctx, Options{Mode: to.Mode, BinDir: to.BinDir, Out: w})
 	if err != nil {
@@ -107,8 +107,8 @@ func Tour(ctx context.Context, to TourOptions) error {
 		crash.FailoverMS = ms(time.Since(t0))
 		say(w, "kill -9 %s, which carried %d streams: the survivors own every bucket after %.0f ms", victim.ID, hit, crash.FailoverMS)
 	}
-	ss.WaitHealthy(ctx, so.Interval+time.Second, 15*time.Second)
-	say(w, "%d/%d streams healthy", ss.Healthy(so.Interval+time.Second), ss.Len())
+	ss.WaitHealthy(ctx, time.Second, 15*time.Second)
+	say(w, "%d/%d streams healthy", ss.Healthy(time.Second), ss.Len())
 	l.showSaructl(ctx, w, d1, "members")
 
 	step(w, 4, "rolling maintenance: drain, reboot and return another director")
@@ -128,7 +128,7 @@ func Tour(ctx context.Context, to TourOptions) error {
 	if err := l.Reboot(ctx, d3); err != nil {
 		return err
 	}
-	if err := l.StartDaemons(ctx, d3, 30*time.Second); err != nil {
+	if err := l.StartDaemons(ctx, d3, l.joinDelay()); err != nil {
 		l.dumpLogs(w)
 		return err
 	}
@@ -137,7 +137,7 @@ func Tour(ctx context.Context, to TourOptions) error {
 	if _, _, err := c.waitSettled(ctx, alive, alive, 60*time.Second); err != nil {
 		fmt.Fprintf(w, "  ! %v\n", err)
 	}
-	say(w, "%d/%d streams healthy", ss.Healthy(so.Interval+time.Second), ss.Len())
+	say(w, "%d/%d streams healthy", ss.Healthy(time.Second), ss.Len())
 	l.showSaructl(ctx, w, d1, "status")
 
 	step(w, 5, "a fourth director joins")
@@ -146,7 +146,7 @@ func Tour(ctx context.Context, to TourOptions) error {
 		return err
 	}
 	t2 := time.Now()
-	if err := l.StartDaemons(ctx, d4, 30*time.Second); err != nil {
+	if err := l.StartDaemons(ctx, d4, l.joinDelay()); err != nil {
 		l.dumpLogs(w)
 		return err
 	}

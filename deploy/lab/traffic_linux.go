@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -130,26 +129,27 @@ func firstLine(s string) string {
 	return s
 }
 
-// Stream is one long-lived connection: it sends a sequence number every
-// interval and records the echoes.
+// Stream is one long-lived connection: it sends a sequence number and its
+// send time every interval, the real server echoes them, and each echo
+// tells how long that message waited.
 type Stream struct {
 	conn     net.Conn
 	Port     int
 	interval time.Duration
 
-	mu       sync.Mutex
-	last     time.Time // last echo
-	maxGap   time.Duration
-	echoes   uint64
-	sent     uint64
-	err      error
-	winStart time.Time
+	mu      sync.Mutex
+	pending []time.Time // send times of messages not yet echoed, oldest first
+	maxWait time.Duration
+	lastRx  time.Time
+	echoes  uint64
+	err     error
 }
 
 // Streams is a set of stream connections.
 type Streams struct {
 	list []*Stream
 	stop chan struct{}
+	once sync.Once
 	wg   sync.WaitGroup
 }
 
@@ -203,7 +203,7 @@ func (l *Lab) OpenStreams(ctx context.Context, n int, interval time.Duration) (*
 	}
 	now := time.Now()
 	for i, s := range ss.list {
-		s.last, s.winStart = now, now
+		s.lastRx = now
 		ss.wg.Add(2)
 		offset := time.Duration(i) * interval / time.Duration(len(ss.list))
 		go s.sendLoop(ss, offset)
@@ -220,6 +220,9 @@ func (s *Stream) fail(err error) {
 	s.mu.Unlock()
 }
 
+// msgLen is a message: sequence number and send time (unix ns).
+const msgLen = 16
+
 func (s *Stream) sendLoop(ss *Streams, offset time.Duration) {
 	defer ss.wg.Done()
 	select {
@@ -229,10 +232,15 @@ func (s *Stream) sendLoop(ss *Streams, offset time.Duration) {
 	}
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
-	var buf [8]byte
+	var buf [msgLen]byte
 	for seq := uint64(1); ; seq++ {
-		binary.BigEndian.PutUint64(buf[:], seq)
-		_ = s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		now := time.Now()
+		binary.BigEndian.PutUint64(buf[:8], seq)
+		binary.BigEndian.PutUint64(buf[8:], uint64(now.UnixNano()))
+		s.mu.Lock()
+		s.pending = append(s.pending, now)
+		s.mu.Unlock()
+		_ = s.conn.SetWriteDeadline(now.Add(60 * time.Second))
 		if _, err := s.conn.Write(buf[:]); err != nil {
 			select {
 			case <-ss.stop:
@@ -241,9 +249,6 @@ func (s *Stream) sendLoop(ss *Streams, offset time.Duration) {
 			}
 			return
 		}
-		s.mu.Lock()
-		s.sent = seq
-		s.mu.Unlock()
 		select {
 		case <-t.C:
 		case <-ss.stop:
@@ -254,7 +259,7 @@ func (s *Stream) sendLoop(ss *Streams, offset time.Duration) {
 
 func (s *Stream) recvLoop(ss *Streams) {
 	defer ss.wg.Done()
-	var buf [8]byte
+	var buf [msgLen]byte
 	var want uint64 = 1
 	for {
 		if _, err := io.ReadFull(s.conn, buf[:]); err != nil {
@@ -265,18 +270,22 @@ func (s *Stream) recvLoop(ss *Streams) {
 			}
 			return
 		}
-		got := binary.BigEndian.Uint64(buf[:])
+		now := time.Now()
+		got := binary.BigEndian.Uint64(buf[:8])
 		if got != want {
 			s.fail(fmt.Errorf("echo out of order: got %d, want %d", got, want))
 			return
 		}
 		want++
-		now := time.Now()
+		wait := now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(buf[8:]))))
 		s.mu.Lock()
-		if g := now.Sub(s.last); g > s.maxGap {
-			s.maxGap = g
+		if wait > s.maxWait {
+			s.maxWait = wait
 		}
-		s.last = now
+		if len(s.pending) > 0 {
+			s.pending = s.pending[1:]
+		}
+		s.lastRx = now
 		s.echoes++
 		s.mu.Unlock()
 	}
@@ -288,31 +297,22 @@ func (ss *Streams) Len() int { return len(ss.list) }
 // ResetWindow starts a new measurement window: stalls are measured from
 // now.
 func (ss *Streams) ResetWindow() {
-	now := time.Now()
 	for _, s := range ss.list {
 		s.mu.Lock()
-		s.maxGap = 0
-		s.winStart = now
-		if s.last.Before(now) && s.err == nil {
-			// The gap in progress counts from the window's start.
-			s.last = maxTime(s.last, now.Add(-s.interval))
-		}
+		s.maxWait = 0
 		s.mu.Unlock()
 	}
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 // StreamState is one connection's measurement.
 type StreamState struct {
-	Port    int
-	Stall   time.Duration // longest gap between echoes beyond the interval
-	SinceRx time.Duration // time since the last echo
+	Port int
+	// Stall is the longest a message has waited for its echo in the
+	// window, including one still waiting.
+	Stall time.Duration
+	// Waiting is how long the oldest message not yet echoed has waited
+	// (0: none).
+	Waiting time.Duration
 	Echoes  uint64
 	Err     error
 }
@@ -323,26 +323,25 @@ func (ss *Streams) Snapshot() []StreamState {
 	out := make([]StreamState, len(ss.list))
 	for i, s := range ss.list {
 		s.mu.Lock()
-		gap := s.maxGap
-		if g := now.Sub(s.last); g > gap {
-			gap = g
+		st := StreamState{Port: s.Port, Stall: s.maxWait, Echoes: s.echoes, Err: s.err}
+		if len(s.pending) > 0 {
+			st.Waiting = now.Sub(s.pending[0])
+			if st.Waiting > st.Stall {
+				st.Stall = st.Waiting
+			}
 		}
-		stall := gap - s.interval
-		if stall < 0 {
-			stall = 0
-		}
-		out[i] = StreamState{Port: s.Port, Stall: stall, SinceRx: now.Sub(s.last), Echoes: s.echoes, Err: s.err}
+		out[i] = st
 		s.mu.Unlock()
 	}
 	return out
 }
 
-// Healthy counts connections without error that had an echo within
-// recent.
+// Healthy counts connections without error whose oldest unanswered
+// message has waited at most recent and that have had an echo.
 func (ss *Streams) Healthy(recent time.Duration) int {
 	n := 0
 	for _, st := range ss.Snapshot() {
-		if st.Err == nil && st.SinceRx <= recent {
+		if st.Err == nil && st.Waiting <= recent && st.Echoes > 0 {
 			n++
 		}
 	}
@@ -369,16 +368,11 @@ func (ss *Streams) WaitHealthy(ctx context.Context, recent, d time.Duration) boo
 
 // Close stops the drivers and closes the connections.
 func (ss *Streams) Close() {
-	select {
-	case <-ss.stop:
-		return
-	default:
-	}
-	close(ss.stop)
-	for _, s := range ss.list {
-		s.conn.Close()
-	}
-	ss.wg.Wait()
+	ss.once.Do(func() {
+		close(ss.stop)
+		for _, s := range ss.list {
+			s.conn.Close()
+		}
+		ss.wg.Wait()
+	})
 }
-
-var errStalled = errors.New("stalled")

@@ -1,0 +1,125 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/saru-lb/saru/deploy/kernellab"
+)
+
+// guestBin is where the lab test puts the daemons in the guest.
+const guestBin = "/usr/local/bin"
+
+// tlog writes narrative lines to t.Log.
+type tlog struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  []byte
+}
+
+func (w *tlog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	for {
+		i := strings.IndexByte(string(w.b), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.t.Log(string(w.b[:i]))
+		w.b = w.b[i+1:]
+	}
+}
+
+// grpcurlPath is the grpcurl `make tools` installs.
+func grpcurlPath() string {
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+			gopath = strings.TrimSpace(string(out))
+		}
+	}
+	return filepath.Join(gopath, "bin", "grpcurl")
+}
+
+// labOptions boots the kernel lab with the daemons and grpcurl.
+func labOptions(t *testing.T) []kernellab.Option {
+	opts := []kernellab.Option{
+		kernellab.WithGoBinary(guestBin+"/saru", "github.com/saru-lb/saru/cmd/saru"),
+		kernellab.WithGoBinary(guestBin+"/syncd", "github.com/saru-lb/saru/cmd/syncd"),
+		kernellab.WithGoBinary(guestBin+"/saructl", "github.com/saru-lb/saru/cmd/saructl"),
+		kernellab.WithMemory(2048),
+		kernellab.WithTimeout(20 * time.Minute),
+	}
+	if g := grpcurlPath(); !kernellab.Inside() {
+		if _, err := os.Stat(g); err != nil {
+			t.Fatalf("grpcurl not installed at %s (make tools)", g)
+		}
+		opts = append(opts, kernellab.WithHostBinary(g), kernellab.WithEnv("SARULAB_GRPCURL", g))
+	}
+	return opts
+}
+
+// runScenario runs one scenario in the guest, logs its JSON line and
+// returns the line decoded back.
+func runScenario(t *testing.T, name string, so ScenarioOptions) Result {
+	t.Helper()
+	so.BinDir = guestBin
+	so.Out = &tlog{t: t}
+	if g := os.Getenv("SARULAB_GRPCURL"); g != "" {
+		os.Setenv("PATH", filepath.Dir(g)+":"+os.Getenv("PATH"))
+	}
+	line := RunScenario(context.Background(), name, so).JSON()
+	t.Log(line)
+	var r Result
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		t.Fatalf("scenario line %q is not JSON: %v", line, err)
+	}
+	for _, k := range []string{`"scenario"`, `"mode"`, `"connections"`, `"lost"`, `"stall_ms_p50"`, `"stall_ms_p99"`, `"failover_ms"`} {
+		if !strings.Contains(line, k+":") {
+			t.Errorf("scenario line lacks %s", k)
+		}
+	}
+	if r.Scenario != name || r.Mode != so.Mode {
+		t.Errorf("line is for %s/%s, want %s/%s", r.Scenario, r.Mode, name, so.Mode)
+	}
+	return r
+}
+
+// TestIntegrationScenarios runs the lab's scenarios inside the kernel lab
+// (real IPVS) and asserts on their JSON lines.
+func TestIntegrationScenarios(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping, requires root")
+	}
+	kernellab.Run(t, func(t *testing.T) {
+		// Without syncd, connection spread must follow the assignment
+		// exactly, and a crash must break exactly the connections whose
+		// bucket moved: the baseline the synced scenarios improve on.
+		t.Run("spread-nosync-dr", func(t *testing.T) {
+			r := runScenario(t, "spread", ScenarioOptions{Mode: ModeDR, NoSync: true})
+			if r.Error != "" || r.Lost != 0 || r.Connections != 300 {
+				t.Errorf("spread: error %q, lost %d of %d", r.Error, r.Lost, r.Connections)
+			}
+		})
+		t.Run("crash-nosync-dr", func(t *testing.T) {
+			r := runScenario(t, "crash", ScenarioOptions{Mode: ModeDR, NoSync: true, Streams: 150})
+			if r.Error != "" {
+				t.Fatalf("crash: %s", r.Error)
+			}
+			if r.Connections != 150 || r.Lost == 0 || r.Lost == r.Connections {
+				t.Errorf("without sync, a crash should break the crashed director's share only: lost %d of %d", r.Lost, r.Connections)
+			}
+			if r.FailoverMS <= 0 {
+				t.Errorf("failover_ms %v not measured", r.FailoverMS)
+			}
+		})
+	}, labOptions(t)...)
+}
