@@ -126,7 +126,11 @@ func (d *delegate) alive(node *memberlist.Node) {
 		d.n.log.Warn("peer ignored", "err", err)
 		return
 	}
-	d.n.enqueue(func(c *coord.Node) { c.PeerAlive(m) })
+	addr := node.Address() // copied here: memberlist mutates its nodes in place
+	d.n.enqueue(func(c *coord.Node) {
+		d.n.addrs[m.ID] = addr
+		c.PeerAlive(m)
+	})
 }
 
 // logWriter turns memberlist's log lines into slog records.

@@ -103,6 +103,8 @@ type Node struct {
 	syncReady   atomic.Bool
 
 	ml      *memberlist.Memberlist
+	selfAdr string            // memberlist address, host:port
+	addrs   map[string]string // peer id -> memberlist address; loop-owned
 	srv     *grpc.Server
 	lis     net.Listener
 	conns   sync.Map // address -> *grpc.ClientConn
@@ -143,7 +145,7 @@ func New(opts Options) (*Node, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	cfg := opts.Config
-	n := &Node{opts: opts, cfg: cfg, log: opts.Logger.With("node", cfg.ID), wake: make(chan struct{}, 1),
+	n := &Node{opts: opts, cfg: cfg, addrs: make(map[string]string), log: opts.Logger.With("node", cfg.ID), wake: make(chan struct{}, 1),
 		metaCh: make(chan struct{}, 1), pubCh: make(chan struct{}), done: make(chan struct{})}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
@@ -209,6 +211,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("memberlist on %s: %w", cfg.GossipBind, err)
 	}
 	n.ml = ml
+	n.selfAdr = ml.LocalNode().Address() // read once: memberlist mutates its node in place
 	n.wg.Add(4)
 	go n.loop()
 	go n.metaUpdater()
@@ -221,7 +224,7 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Info("joined cluster", "contacted", k)
 		}
 	}
-	n.log.Info("director started", "grpc", n.grpcAdv, "gossip", ml.LocalNode().Address(), "buckets", cfg.Buckets)
+	n.log.Info("director started", "grpc", n.grpcAdv, "gossip", n.selfAdr, "buckets", cfg.Buckets)
 	return nil
 }
 
@@ -229,7 +232,7 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) Addr() string { return n.grpcAdv }
 
 // GossipAddr is the memberlist address, host:port.
-func (n *Node) GossipAddr() string { return n.ml.LocalNode().Address() }
+func (n *Node) GossipAddr() string { return n.selfAdr }
 
 // Leave announces a graceful departure to the cluster.
 func (n *Node) Leave(timeout time.Duration) error {
@@ -392,12 +395,11 @@ func (n *Node) snapshot() {
 	} else {
 		s.owners = slices.Clone(s.owners)
 	}
-	s.gossip = make(map[string]string)
-	if n.ml != nil {
-		for _, m := range n.ml.Members() {
-			s.gossip[m.Name] = m.Address()
-		}
+	s.gossip = make(map[string]string, len(n.addrs)+1)
+	for id, a := range n.addrs {
+		s.gossip[id] = a
 	}
+	s.gossip[n.cfg.ID] = n.selfAdr
 	alive := 1
 	for _, p := range s.peers {
 		if p.Alive {
@@ -432,16 +434,21 @@ func (n *Node) rejoiner() {
 	defer n.wg.Done()
 	t := time.NewTicker(rejoinInterval)
 	defer t.Stop()
-	self := n.ml.LocalNode().Address()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 		}
-		live := map[string]bool{self: true}
-		for _, m := range n.ml.Members() {
-			live[m.Address()] = true
+		sn := n.snap.Load()
+		if sn == nil {
+			continue
+		}
+		live := map[string]bool{n.selfAdr: true}
+		for _, p := range sn.peers {
+			if p.Alive {
+				live[sn.gossip[p.Meta.ID]] = true
+			}
 		}
 		var missing []string
 		for _, s := range n.cfg.Seeds {
