@@ -15,6 +15,14 @@
 //     until its buckets have moved.
 //   - Followers stream the leader's assignments (WatchAssignment); a new
 //     leader fetches the newest epoch (GetAssignment) before computing.
+//   - Seeds that are not live members are joined again every 2 s, so the
+//     two sides of a healed network partition merge even after memberlist
+//     has forgotten the dead members.
+//   - TLS: with ServerCreds the API is served over TLS; a client
+//     certificate verified by the configured CA authorises Drain and
+//     Undrain like the token does; peers dial each other with ClientCreds.
+//     Reflection serves the commented descriptors of saru.v1 (embedded in
+//     proto/saru/v1), so grpcurl describe shows the API's documentation.
 //   - The owned bucket set is installed through the Filter interface (the
 //     daemon adapts package filter), and the local syncd is asked through
 //     the Sync interface (SyncdClient) whether its snapshot is complete and
