@@ -90,11 +90,11 @@ func (g genlDaemons) StopDaemon(ctx context.Context, s DaemonState) error {
 	return g.c.StopDaemon(ctx, ipvs.DaemonState(s))
 }
 
-func startDirector(t *testing.T, ns string, poll time.Duration, daemons SyncDaemons, peer func() *director) *director {
+func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons SyncDaemons, peer func() *director) *director {
 	t.Helper()
 	d := &director{ns: ns, poll: poll, first: map[exportKey]time.Time{}, sentAt: map[uint16]time.Time{}, done: make(chan error, 1)}
 	cfg := Config{ProcConnPath: "/proc/thread-self/net/ip_vs_conn",
-		ProcConnSyncPath: "/proc/thread-self/net/ip_vs_conn_sync", PollInterval: poll,
+		ProcConnSyncPath: "/proc/thread-self/net/ip_vs_conn_sync", PollInterval: poll, RefreshSlack: slack,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("director", ns)}
 	if err := inNetns(ns, func() error {
 		var err error
@@ -193,8 +193,8 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			t.Fatalf("saru/ipvs dial: %v", err)
 		}
 		t.Cleanup(func() { genl.Close() })
-		a = startDirector(t, l.dirA, 200*time.Millisecond, ipvsadmDaemons{ns: l.dirA}, func() *director { return b })
-		b = startDirector(t, l.dirB, -1, genlDaemons{genl}, func() *director { return a })
+		a = startDirector(t, l.dirA, 200*time.Millisecond, 2*time.Second, ipvsadmDaemons{ns: l.dirA}, func() *director { return b })
+		b = startDirector(t, l.dirB, -1, 0, genlDaemons{genl}, func() *director { return a })
 
 		t.Run("BothThreadsOnDummy", func(t *testing.T) {
 			for _, ns := range []string{l.dirA, l.dirB} {
@@ -296,6 +296,45 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			}
 			t.Logf("template A %+v / B %+v", src, got)
 			t.Logf("ipvsadm in B:\n%s", sh(t, "ip netns exec "+b.ns+" ipvsadm -L -c -n"))
+		})
+
+		// A quiet connection: a packet a second keeps it alive on A, far
+		// fewer than the 50 after which A's master would resend it. A's
+		// table read (refresh slack 2 s here) keeps B's copy from running
+		// down.
+		t.Run("QuietConnectionRefreshed", func(t *testing.T) {
+			l.via(t, a.ns)
+			c, _ := l.connect(t, 40010, 80)
+			if _, _, err := waitConn(b.ns, l.client, 40010, false, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 1)
+			for i := 0; i < 10; i++ {
+				time.Sleep(time.Second)
+				c.Write([]byte("x"))
+				c.Read(buf)
+			}
+			pa, _, _ := waitConn(a.ns, l.client, 40010, false, time.Second)
+			pb, _, _ := waitConn(b.ns, l.client, 40010, false, time.Second)
+			sent := 0
+			a.mu.Lock()
+			for _, rc := range a.raw {
+				if m, err := ipvssync.Decode(rc.b); err == nil {
+					for _, cn := range m.Conns {
+						if cn.CPort == 40010 {
+							sent++
+						}
+					}
+				}
+			}
+			a.mu.Unlock()
+			t.Logf("after 10 s of a packet a second: A's entry expires in %d s, B's copy in %d s; A's master sent it %d times", pa.Expires, pb.Expires, sent)
+			if pa.Expires < 897 || int(pa.Expires)-int(pb.Expires) > 3 {
+				t.Errorf("B's copy was not kept up: A %d s, B %d s", pa.Expires, pb.Expires)
+			}
+			if sent > 1 {
+				t.Errorf("the master resent the quiet connection (%d times): the test shows nothing", sent)
+			}
 		})
 
 		t.Run("IPv6", func(t *testing.T) {
