@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -166,6 +167,28 @@ func TestAttacksNeverReachTheTable(t *testing.T) {
 	}
 	if p := d1.Stats("d0").Peers[0]; p.RejectedAuth < 9 {
 		t.Errorf("auth rejections from d0's address not attributed to d0: %+v", p)
+	}
+
+	// The same counts, labelled by reason, in the Prometheus metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d1.Node)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "syncd_packets_rejected_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	for r, n := range want {
+		if got[r] < float64(n) {
+			t.Errorf("metric syncd_packets_rejected_total{reason=%q} = %v, want >= %d", r, got[r], n)
+		}
 	}
 }
 
