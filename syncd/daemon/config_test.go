@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -71,5 +72,22 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if c.NodeID != "dir1" || c.Backend != "conntrack" || c.Transport.Interface != "eth1" {
 		t.Fatalf("parsed %+v", c)
+	}
+}
+
+func TestRateLogSuppresses(t *testing.T) {
+	var buf strings.Builder
+	n := &Node{log: slog.New(slog.NewTextHandler(&buf, nil)), logLast: map[string]time.Time{}, logSupp: map[string]int{}}
+	for i := 0; i < 100; i++ {
+		n.rateLog("reject_bad_mac", "sync packet rejected", "reason", "bad_mac")
+	}
+	n.rateLog("reject_truncated", "sync packet rejected", "reason", "truncated")
+	if lines := strings.Count(buf.String(), "\n"); lines != 2 {
+		t.Fatalf("%d log lines for 101 rejections of two reasons:\n%s", lines, buf.String())
+	}
+	n.logLast["reject_bad_mac"] = time.Now().Add(-2 * time.Second)
+	n.rateLog("reject_bad_mac", "sync packet rejected", "reason", "bad_mac")
+	if !strings.Contains(buf.String(), "suppressed=99") {
+		t.Fatalf("suppressed count not reported:\n%s", buf.String())
 	}
 }

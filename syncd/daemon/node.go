@@ -493,7 +493,14 @@ func (n *Node) tickLoop(ctx context.Context) {
 	}
 }
 
-const maxRangesPerPacket = 64
+// NACK sizing: at most maxRangesPerPacket ranges in one Nack; a range
+// encodes in at most rangeBytes, a Nack's own fields in nackOverhead plus
+// the target id.
+const (
+	maxRangesPerPacket = 64
+	rangeBytes         = 2 + 11 + 6
+	nackOverhead       = 3 + 2 + 11
+)
 
 func (n *Node) tick(ctx context.Context, now time.Time) {
 	if now.Sub(n.lastKeyPoll) >= 2*time.Second {
@@ -529,8 +536,17 @@ func (n *Node) tick(ctx context.Context, now time.Time) {
 			go n.catchUp(ctx, p.id, p.api)
 		}
 	}
+	// Pack NACKs into control packets within the path MTU.
 	for len(nacks) > 0 {
-		k := min(len(nacks), 4)
+		size, k := 0, 0
+		for k < len(nacks) {
+			sz := nackOverhead + len(nacks[k].Target) + rangeBytes*len(nacks[k].Ranges)
+			if k > 0 && size+sz > n.packer.Budget {
+				break
+			}
+			size += sz
+			k++
+		}
 		n.sendControlLocked(nil, nacks[:k])
 		nacks = nacks[k:]
 	}
