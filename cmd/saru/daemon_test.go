@@ -34,7 +34,7 @@ func binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		for _, p := range []string{"github.com/saru-lb/saru/cmd/saru", "github.com/saru-lb/saru/cmd/saructl"} {
+		for _, p := range []string{"github.com/saru-lb/saru/cmd/saru", "github.com/saru-lb/saru/cmd/saructl", "github.com/saru-lb/saru/cmd/syncd"} {
 			out, err := exec.Command("go", "build", "-o", binDir+"/", p).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", p, err, out)
@@ -102,6 +102,11 @@ const daemonBuckets = 64
 
 func startDaemon(t *testing.T, dir, id string, seeds []string, joinDelay string) *proc {
 	t.Helper()
+	return startDaemonWith(t, dir, id, seeds, joinDelay, "drain:\n  confirm_timeout: 500ms\n")
+}
+
+func startDaemonWith(t *testing.T, dir, id string, seeds []string, joinDelay, extra string) *proc {
+	t.Helper()
 	d := &proc{id: id, grpc: fmt.Sprintf("127.0.0.1:%d", freePort(t)), gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t)), log: &bytes.Buffer{}, done: make(chan error, 1)}
 	seedList := ""
@@ -127,12 +132,10 @@ gossip:
 tick: 20ms
 settle: 300ms
 join_delay: %s
-drain:
-  confirm_timeout: 500ms
 metrics:
   listen: %q
 log_level: debug
-`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay, d.metrics)
+%s`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay, d.metrics, extra)
 	path := filepath.Join(dir, id+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
