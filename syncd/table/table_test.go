@@ -267,3 +267,22 @@ func BenchmarkUpsert(b *testing.B) {
 		tb.Upsert(e, t0)
 	}
 }
+
+// BenchmarkFill1M measures filling an empty table to 1M entries (ns per
+// entry, growth included).
+func BenchmarkFill1M(b *testing.B) {
+	const n = 1 << 20
+	es := make([]conn.Entry, n)
+	for i := range es {
+		es[i] = entry(i, "d1", 1)
+		es[i].ClientPort = uint16(i)
+	}
+	for range b.N {
+		tb := New(t0)
+		start := time.Now()
+		for i := range es {
+			tb.Upsert(&es[i], t0)
+		}
+		b.ReportMetric(float64(time.Since(start).Nanoseconds())/n, "ns/entry")
+	}
+}
