@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 
@@ -34,6 +35,7 @@ type Backend struct {
 	cfg    Config
 	cmd    *ct.Conn // dumps and imports
 	events *ct.Conn
+	nf     *netfilter.Conn // NAT creates (ti-mo/conntrack cannot send CTA_NAT_*)
 
 	mu       sync.Mutex
 	imported map[conn.Key]time.Time
@@ -66,12 +68,18 @@ func Open(cfg Config) (*Backend, error) {
 		cmd.Close()
 		return nil, fmt.Errorf("conntrack: dial events: %w", err)
 	}
-	return &Backend{cfg: cfg, cmd: cmd, events: ev, imported: map[conn.Key]time.Time{}, skipped: map[Skip]uint64{}}, nil
+	nf, err := netfilter.Dial(nil)
+	if err != nil {
+		cmd.Close()
+		ev.Close()
+		return nil, fmt.Errorf("conntrack: dial netfilter: %w", err)
+	}
+	return &Backend{cfg: cfg, cmd: cmd, events: ev, nf: nf, imported: map[conn.Key]time.Time{}, skipped: map[Skip]uint64{}}, nil
 }
 
 // Close releases the sockets.
 func (b *Backend) Close() error {
-	return errors.Join(b.cmd.Close(), b.events.Close())
+	return errors.Join(b.cmd.Close(), b.events.Close(), b.nf.Close())
 }
 
 // Counts returns the import counters and skipped flows by reason.
@@ -197,7 +205,7 @@ func (b *Backend) Import(ctx context.Context, es []conn.Entry) error {
 		b.mu.Lock()
 		b.imported[es[i].Key()] = now
 		b.mu.Unlock()
-		err = b.cmd.Create(f)
+		err = b.create(&es[i], f)
 		if errors.Is(err, syscall.EEXIST) {
 			// Tuples cannot change; timeout, mark and state can. Status
 			// bits can only be set, never cleared: leave them alone.
@@ -216,6 +224,28 @@ func (b *Backend) Import(ctx context.Context, es []conn.Entry) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// create creates the flow: with its NAT bindings when it has NAT.
+func (b *Backend) create(e *conn.Entry, f ct.Flow) error {
+	attrs, family, nat, err := NATCreate(e)
+	if err != nil {
+		return err
+	}
+	if !nat {
+		return b.cmd.Create(f)
+	}
+	req, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: netfilter.MessageType(ctNew),
+		Family:      family,
+		Flags:       netlink.Request | netlink.Acknowledge | netlink.Excl | netlink.Create,
+	}, attrs)
+	if err != nil {
+		return err
+	}
+	_, err = b.nf.Query(req)
+	return err
 }
 
 func (b *Backend) count(err error, create bool) {

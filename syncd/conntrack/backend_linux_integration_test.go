@@ -67,9 +67,8 @@ func newNS(t *testing.T, name string) string {
 // TestIntegrationConntrackExportImport: a real DNAT flow and a flow
 // created over netlink in namespace A are exported by A's backend, and
 // importing them in namespace B makes them exist in B's conntrack table,
-// with the NAT reply tuple intact; B's own import is not echoed back.
-// (The kernel does not set the IPS_DST_NAT bit on a flow created from
-// tuples alone; see the package documentation.)
+// with the NAT reply tuple and binding (IPS_DST_NAT) intact; B's own
+// import is not echoed back.
 func TestIntegrationConntrackExportImport(t *testing.T) {
 	requireRoot(t)
 	a, b := newNS(t, "a"), newNS(t, "b")
@@ -198,8 +197,9 @@ func TestIntegrationConntrackExportImport(t *testing.T) {
 			e, skip := FlowToEntry(&flows[i])
 			if skip == NotSkipped && match(e) {
 				found = true
-				if name == "dnat tcp" && (flows[i].TupleReply.IP.DestinationAddress != client.Addr() || flows[i].Status&ct.StatusAssured == 0) {
-					t.Errorf("%s in %s: reply tuple or status lost: %+v", name, b, flows[i])
+				if name == "dnat tcp" && (flows[i].TupleReply.IP.DestinationAddress != client.Addr() || flows[i].Status&ct.StatusAssured == 0 ||
+					flows[i].Status&ct.StatusDstNAT == 0) {
+					t.Errorf("%s in %s: reply tuple, status or NAT binding lost: %+v", name, b, flows[i])
 				}
 			}
 		}
@@ -207,8 +207,47 @@ func TestIntegrationConntrackExportImport(t *testing.T) {
 			t.Errorf("%s flow not in %s's conntrack table (%d flows)", name, b, len(flows))
 		}
 	}
+	// A flow with both DNAT and SNAT, as a peer's LVS-NAT director with
+	// masquerading would export it.
+	both := conn.Entry{
+		Protocol: conn.ProtoTCP, ClientAddr: netip.MustParseAddr("203.0.113.5"), ClientPort: 50000,
+		VirtualAddr: netip.MustParseAddr("198.51.100.80"), VirtualPort: 80,
+		DestAddr: netip.MustParseAddr("10.20.0.8"), DestPort: 8080,
+		Flags: conn.Flags(ct.StatusSeenReply | ct.StatusAssured), State: 3, Timeout: 300, PEName: PEName,
+		PEData: []byte{10, 20, 0, 1, 0xea, 0x60, 0, 0}, // SNAT to 10.20.0.1:60000, zone 0
+		Origin: "a", Version: 2,
+	}
+	if err := bb.Import(ctx, []conn.Entry{both}); err != nil {
+		t.Fatalf("import DNAT+SNAT flow: %v", err)
+	}
+	in(t, b, func() {
+		var bc *ct.Conn
+		if bc, err = ct.Dial(nil); err != nil {
+			return
+		}
+		defer bc.Close()
+		flows, err = bc.Dump(nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for i := range flows {
+		fl := &flows[i]
+		if fl.TupleOrig.IP.SourceAddress == both.ClientAddr {
+			found = true
+			if fl.Status&ct.StatusNATMask != ct.StatusNATMask || fl.TupleReply.IP.SourceAddress != both.DestAddr ||
+				fl.TupleReply.Proto.SourcePort != 8080 || fl.TupleReply.IP.DestinationAddress.String() != "10.20.0.1" ||
+				fl.TupleReply.Proto.DestinationPort != 60000 {
+				t.Errorf("DNAT+SNAT flow in %s: %+v", b, fl)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("DNAT+SNAT flow not in %s", b)
+	}
 	created, updated, failed, _ := bb.Counts()
-	if created != 2 || updated != 2 || failed != 0 {
+	if created != 3 || updated != 2 || failed != 0 {
 		t.Errorf("import counts: created %d updated %d failed %d", created, updated, failed)
 	}
 	time.Sleep(300 * time.Millisecond)

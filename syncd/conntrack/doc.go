@@ -13,14 +13,13 @@
 // (SNAT) and the zone travel as persistence-engine data under the name
 // PEName. ICMP and expected (related) flows are not synced.
 //
-// # Limitation: NAT bindings
+// # NAT bindings
 //
-// A NAT flow is created on the peer with both tuples intact (so the reply
-// tuple names the real server and the SNAT address), but ctnetlink only
-// sets a flow's NAT status bits (IPS_SRC_NAT, IPS_DST_NAT) through the
-// CTA_NAT_SRC/CTA_NAT_DST attributes, which github.com/ti-mo/conntrack
-// v0.6.0 cannot send; without those bits nf_nat does not rewrite the
-// flow's packets on the peer. Stateful (non-NAT) flows are complete.
+// A NAT flow is created as conntrackd does: the reply tuple un-NATed plus
+// CTA_NAT_DST (real server) and/or CTA_NAT_SRC (SNAT address), so the
+// kernel computes the reply tuple and sets IPS_DST_NAT/IPS_SRC_NAT, and
+// nf_nat rewrites the flow's packets on the peer. ti-mo/conntrack v0.6.0
+// cannot send the NAT attributes, so NATCreate builds that message.
 //
 // # Loops
 //

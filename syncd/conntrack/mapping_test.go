@@ -67,3 +67,26 @@ func TestSkips(t *testing.T) {
 		t.Error("short pe_data accepted")
 	}
 }
+
+func TestNATCreate(t *testing.T) {
+	f := natFlow()
+	e, _ := FlowToEntry(&f)
+	attrs, fam, nat, err := NATCreate(&e)
+	if err != nil || !nat || fam != 2 {
+		t.Fatalf("nat %v family %v err %v", nat, fam, err)
+	}
+	types := map[uint16]bool{}
+	for _, a := range attrs {
+		types[a.Type] = true
+	}
+	for _, want := range []uint16{ctaTupleOrig, ctaTupleReply, ctaTimeout, ctaStatus, ctaMark, ctaZone, ctaProtoinfo, ctaNATDst, ctaNATSrc} {
+		if !types[want] {
+			t.Errorf("attribute %d missing", want)
+		}
+	}
+	plain := ct.NewFlow(conn.ProtoUDP, 0, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1"), 1, 2, 30, 0)
+	pe, _ := FlowToEntry(&plain)
+	if _, _, nat, err := NATCreate(&pe); nat || err != nil {
+		t.Fatalf("a flow without NAT: nat %v, %v", nat, err)
+	}
+}
