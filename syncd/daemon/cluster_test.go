@@ -292,3 +292,45 @@ func testLoss(t *testing.T, loss float64) {
 
 func TestLoss10Percent(t *testing.T) { testLoss(t, 0.10) }
 func TestLoss30Percent(t *testing.T) { testLoss(t, 0.30) }
+
+// TestRefreshResendsIdleEntries: local entries go out again once per
+// refresh interval, with their remaining timeout, and peers take them as
+// refreshes (same version) that keep the entries alive.
+func TestRefreshResendsIdleEntries(t *testing.T) {
+	c := newCluster(t, clusterOpts{refresh: 300 * time.Millisecond})
+	d0, d1 := c.start("d0"), c.start("d1")
+	es := export(t, d0, 0, 0, 500)
+	c.allHold(map[string][]conn.Entry{"d0": es}, 5*time.Second)
+	before, _ := d1.Entry(es[0].Key())
+	waitFor(t, 5*time.Second, "two refresh rounds", func() (bool, string) {
+		r := d1.counters().results["refreshed"]
+		return r >= 1000, fmt.Sprintf("%d refreshes", r)
+	})
+	after, _ := d1.Entry(es[0].Key())
+	if after.Version != before.Version || after.Origin != "d0" {
+		t.Fatalf("a refresh changed the entry: %+v -> %+v", before, after)
+	}
+}
+
+// TestRestartedPeer: a syncd restarted under the same id counts its
+// sequences from 1 again under a newer incarnation; peers follow it
+// instead of rejecting its packets as replays, and the restarted one
+// pulls its snapshot back.
+func TestRestartedPeer(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	d0, d1 := c.start("d0"), c.start("d1")
+	first := export(t, d0, 0, 0, 300)
+	c.allHold(map[string][]conn.Entry{"d0": first}, 5*time.Second)
+	waitFor(t, 5*time.Second, "d1 ready", func() (bool, string) { return d1.Status().Ready, "" })
+	oldInc := d1.Stats("d0").Peers[0].Incarnation
+	d0.cancel()
+	<-d0.done
+	c.nodes = c.nodes[1:]
+	d0b := c.start("d0")
+	second := export(t, d0b, 0, 300, 300)
+	c.allHold(map[string][]conn.Entry{"d0": append(first, second...)}, 10*time.Second)
+	p := d1.Stats("d0").Peers[0]
+	if p.Incarnation == oldInc || p.RejectedReplay != 0 || !d0b.Status().Ready {
+		t.Fatalf("after restart: %+v (old incarnation %d), ready %v", p, oldInc, d0b.Status().Ready)
+	}
+}
