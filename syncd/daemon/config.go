@@ -144,6 +144,11 @@ func (f *File) Check() (Config, error) {
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.APIListen
+		if ap, err := netip.ParseAddrPort(c.APIListen); err == nil && ap.Addr().IsUnspecified() {
+			add(fmt.Errorf("advertise: required when api_listen %s is a wildcard address (peers dial it for snapshots)", c.APIListen))
+		}
+	} else if _, err := netip.ParseAddrPort(c.Advertise); err != nil {
+		add(fmt.Errorf("advertise: %q is not address:port", c.Advertise))
 	}
 	if c.KeyFile == "" {
 		add(errors.New("key_file: missing"))

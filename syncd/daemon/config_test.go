@@ -33,6 +33,8 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"no node id", strings.Replace(minimal, "node_id: d1", "", 1), "node_id"},
 		{"spaces in node id", strings.Replace(minimal, "node_id: d1", "node_id: d 1", 1), "node_id"},
 		{"bad api", strings.Replace(minimal, "127.0.0.1:7401", "nowhere", 1), "api_listen"},
+		{"wildcard api without advertise", strings.Replace(minimal, "127.0.0.1:7401", "0.0.0.0:7401", 1), "advertise"},
+		{"bad advertise", minimal + "advertise: somewhere\n", "advertise"},
 		{"no key", strings.Replace(minimal, "key_file: /etc/saru/sync.key", "", 1), "key_file"},
 		{"unicast group", strings.Replace(minimal, "239.255.84.1", "10.0.0.1", 1), "multicast.group"},
 		{"no transport", strings.Replace(minimal, "multicast: {group: 239.255.84.1}", "", 1), "multicast, unicast"},

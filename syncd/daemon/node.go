@@ -187,7 +187,8 @@ func (n *Node) APIAddr() string { return n.lis.Addr().String() }
 // ID is the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
-// Run runs the node until ctx is done.
+// Run runs the node until ctx is done; call it once. It returns nil when
+// ctx ends it, or the error that stopped the transport, API or backend.
 func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -216,7 +217,12 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	wg.Add(4)
-	go func() { defer wg.Done(); errc <- gs.Serve(n.lis) }()
+	go func() {
+		defer wg.Done()
+		if err := gs.Serve(n.lis); err != nil {
+			errc <- fmt.Errorf("api serve: %w", err)
+		}
+	}()
 	go func() { defer wg.Done(); n.recvLoop(ctx) }()
 	go func() { defer wg.Done(); n.tickLoop(ctx) }()
 	go func() {
