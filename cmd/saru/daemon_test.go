@@ -134,8 +134,9 @@ settle: 300ms
 join_delay: %s
 metrics:
   listen: %q
+state_dir: %q
 log_level: debug
-%s`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay, d.metrics, extra)
+%s`, id, daemonBuckets, d.grpc, filepath.Join(dir, "token"), d.gossip, seedList, joinDelay, d.metrics, filepath.Join(dir, id+"-state"), extra)
 	path := filepath.Join(dir, id+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -158,6 +159,14 @@ func daemon(cfg config.Config, f flags, log *slog.Logger) error {
 			return err
 		}
 		opts.ServerCreds, opts.ClientCreds = server, client
+	}
+
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+			log.Warn("state_dir unusable: an operator's drain will not survive a restart", "state_dir", cfg.StateDir, "err", err)
+		} else {
+			opts.DrainMarker = filepath.Join(cfg.StateDir, "drained")
+		}
 	}
 
 	reg := prometheus.NewRegistry()

@@ -120,7 +120,8 @@ join_delay: %s
 drain:
   confirm_timeout: 500ms
 log_level: debug
-%s`, id, nsBuckets, l.api(i), filepath.Join(l.dir, "token"), l.ip(i), strings.Join(seeds, ", "), joinDelay, extra)
+state_dir: %q
+%s`, id, nsBuckets, l.api(i), filepath.Join(l.dir, "token"), l.ip(i), strings.Join(seeds, ", "), joinDelay, filepath.Join(l.dir, id+"-state"), extra)
 	path := filepath.Join(l.dir, id+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -64,6 +64,8 @@ type Raw struct {
 	Syncd struct {
 		Address string `yaml:"address"`
 	} `yaml:"syncd"`
+	// StateDir keeps what must survive a restart (an operator's drain).
+	StateDir string `yaml:"state_dir"`
 	LogLevel string `yaml:"log_level"`
 }
 
@@ -120,6 +122,7 @@ type Config struct {
 	MaxSyncLag          time.Duration
 	DrainTimeout        time.Duration
 	SyncdAddress        string
+	StateDir            string
 	LogLevel            string
 }
 
@@ -137,6 +140,7 @@ const (
 	DefaultConfirmTimeout = 10 * time.Second
 	DefaultMaxSyncLag     = time.Second
 	DefaultDrainTimeout   = 60 * time.Second
+	DefaultStateDir       = "/var/lib/saru"
 )
 
 // Parse decodes a YAML configuration. Unknown fields are errors.
@@ -314,6 +318,7 @@ func For(r Raw) (Config, error) {
 			errs = append(errs, ferr("syncd.address", c.SyncdAddress, "want host:port"))
 		}
 	}
+	c.StateDir = or(r.StateDir, DefaultStateDir)
 	c.LogLevel = or(r.LogLevel, "info")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

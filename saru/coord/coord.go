@@ -70,6 +70,10 @@ type Config struct {
 	// ForgetDead: ticks after which a dead peer is dropped from the peer
 	// list (0 keeps dead peers listed forever).
 	ForgetDead int
+	// StartDrained starts the director draining instead of joining (it was
+	// drained by an operator before it restarted, and stays out of service
+	// until undrained).
+	StartDrained bool
 	// FastFailover lets this director take over the buckets it is standby
 	// for as soon as their owner is seen dead, before the leader's next
 	// assignment.
@@ -174,6 +178,7 @@ type Node struct {
 	leader    Leader
 
 	drainSince map[string]int // leader: tick a draining member was first seen
+	drainNoted map[string]bool
 	fetchFrom  string
 	fetchAt    int
 
@@ -193,6 +198,7 @@ type Node struct {
 	confirmSent []string
 	fetchOut    string
 	blocked     bool
+	everActive  bool
 	events      []Event
 }
 
@@ -211,7 +217,11 @@ func New(cfg Config) (*Node, error) {
 		peers:       make(map[string]*peer),
 		cur:         cur,
 		drainSince:  make(map[string]int),
+		drainNoted:  make(map[string]bool),
 		applyEpochs: make(map[uint64]uint64),
+	}
+	if cfg.StartDrained {
+		n.self.State = partition.Draining
 	}
 	n.update()
 	return n, nil
@@ -353,12 +363,17 @@ func (n *Node) Drain() error {
 	return nil
 }
 
-// Undrain returns a draining director to service.
+// Undrain returns a draining director to service. One that started
+// drained owns nothing yet and joins (waiting for its syncd snapshot or the
+// join delay).
 func (n *Node) Undrain() error {
 	if n.self.State != partition.Draining {
 		return fmt.Errorf("undrain %s: %w", n.cfg.ID, ErrNotDraining)
 	}
 	n.self.State = partition.Active
+	if n.cfg.StartDrained && !n.everActive {
+		n.self.State = partition.Joining
+	}
 	n.update()
 	return nil
 }
@@ -535,6 +550,9 @@ func (n *Node) update() {
 }
 
 func (n *Node) updateSelfState(live []Meta) {
+	if n.self.State == partition.Active {
+		n.everActive = true
+	}
 	if n.self.State != partition.Joining {
 		return
 	}
@@ -637,15 +655,27 @@ func (n *Node) members(live []Meta) []partition.Member {
 	for id := range n.drainSince {
 		if !slices.ContainsFunc(live, func(m Meta) bool { return m.ID == id && m.State == partition.Draining }) {
 			delete(n.drainSince, id)
+			delete(n.drainNoted, id)
 		}
 	}
-	blocked := len(draining) > 0 && !slices.ContainsFunc(out, func(m partition.Member) bool { return m.State == partition.Active })
-	if blocked {
+	// Never leave every bucket unowned while a draining director is alive:
+	// draining directors stay (or become) active while no other director
+	// is. One that owns nothing now waits for the settle time first, so a
+	// drained director restarting does not take every bucket before it has
+	// even met its peers.
+	owning := map[string]bool{}
+	for _, m := range n.cur.Members {
+		owning[m.ID] = m.State == partition.Active
+	}
+	blocked := false
+	if !slices.ContainsFunc(out, func(m partition.Member) bool { return m.State == partition.Active }) {
 		for i := range out {
-			if draining[out[i].ID] {
-				out[i].State = partition.Active
+			if draining[out[i].ID] && (owning[out[i].ID] || n.ticks >= n.cfg.Settle) {
+				out[i].State, blocked = partition.Active, true
 			}
 		}
+	}
+	if blocked {
 		if !n.blocked {
 			n.event(DrainLastActive, "keeping draining directors active: no other active director")
 		}
@@ -655,10 +685,14 @@ func (n *Node) members(live []Meta) []partition.Member {
 }
 
 func (n *Node) drainReady(id string, live []Meta) bool {
+	active := false
 	for _, m := range n.cur.Members {
-		if m.ID == id && m.State == partition.Draining {
-			return true
+		if m.ID == id {
+			active = m.State == partition.Active
 		}
+	}
+	if !active {
+		return true // it owns nothing: there are no connections to hand over
 	}
 	since, ok := n.drainSince[id]
 	if !ok {
@@ -672,13 +706,20 @@ func (n *Node) drainReady(id string, live []Meta) bool {
 		}
 	}
 	if confirmed {
-		n.event(DrainConfirmed, fmt.Sprintf("peers hold %s's connections", id))
+		if !n.drainNoted[id] {
+			n.event(DrainConfirmed, fmt.Sprintf("peers hold %s's connections", id))
+		}
+		n.drainNoted[id] = true
 		return true
 	}
 	if n.ticks-since >= n.cfg.DrainConfirmTimeout {
-		n.event(DrainTimeout, fmt.Sprintf("moving %s's buckets after %d ticks without every peer's confirmation", id, n.ticks-since))
+		if !n.drainNoted[id] {
+			n.event(DrainTimeout, fmt.Sprintf("moving %s's buckets after %d ticks without every peer's confirmation", id, n.ticks-since))
+		}
+		n.drainNoted[id] = true
 		return true
 	}
+	n.drainNoted[id] = false
 	return false
 }
 

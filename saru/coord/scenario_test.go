@@ -161,6 +161,8 @@ func (s *sim) run(t fataler, line string) string {
 				switch k {
 				case "weight":
 					cfg.Weight = n
+				case "drained":
+					cfg.StartDrained = true
 				case "":
 				default:
 					t.Fatalf("add: unknown option %q", k)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,7 @@ type testOpts struct {
 	verboseLog bool
 	probe      time.Duration // memberlist probe interval; the timeout is half
 	tls        *node.Options // ServerCreds and ClientCreds, when set
+	marker     string        // drain marker file
 }
 
 func defaults() testOpts {
@@ -117,6 +119,7 @@ func startDirector(t testing.TB, id string, seeds []string, o testOpts) *directo
 	if !o.noSync {
 		opts.Sync = d.sync
 	}
+	opts.DrainMarker = o.marker
 	if o.tls != nil {
 		opts.ServerCreds, opts.ClientCreds = o.tls.ServerCreds, o.tls.ClientCreds
 	}
@@ -409,4 +412,46 @@ func TestForeignPeerRefused(t *testing.T) {
 	if err := converged(ds, testBuckets); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDrainSurvivesRestart: a director an operator drained restarts
+// drained (owning nothing, without taking buckets even for a moment) until
+// it is undrained.
+func TestDrainSurvivesRestart(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "drained")
+	o := defaults()
+	o.marker = marker
+	ds := startCluster(t, 3, o)
+	waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := client(t, ds[0].n.Addr())
+	if _, err := c.Drain(withToken(ctx, testToken), &sarupb.DrainRequest{NodeId: "d2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("drain not recorded: %v", err)
+	}
+	ds[1].n.Leave(time.Second)
+	ds[1].n.Stop()
+	ds[1] = startDirector(t, "d2", []string{ds[0].n.GossipAddr()}, o)
+	waitFor(t, 10*time.Second, "d2 back, drained", func() error {
+		if err := converged(ds, testBuckets); err != nil {
+			return err
+		}
+		if st := ds[1].n.Status(); st.State != partition.Draining {
+			return fmt.Errorf("d2: %+v", st)
+		}
+		return nil
+	})
+	if _, at := ds[1].filter.get(); !at.IsZero() {
+		t.Fatalf("the restarted drained director installed buckets at %s", at)
+	}
+	if _, err := c.Undrain(withToken(ctx, testToken), &sarupb.UndrainRequest{NodeId: "d2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("undrain not recorded: %v", err)
+	}
+	waitFor(t, 10*time.Second, "d2 back in service", func() error { return settled(ds, testBuckets) })
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ type Options struct {
 	ClientCreds credentials.TransportCredentials
 	// GossipKey encrypts gossip (16, 24 or 32 bytes); nil means plaintext.
 	GossipKey []byte
+	// DrainMarker is a file that records an operator's drain of this
+	// director, so that it restarts drained until undrained; empty: a
+	// restart forgets the drain.
+	DrainMarker string
 	// Listener serves gRPC; nil means listen on Config.GRPCListen.
 	Listener net.Listener
 	Logger   *slog.Logger
@@ -184,7 +189,7 @@ func (n *Node) Start(ctx context.Context) error {
 		ID: cfg.ID, Weight: cfg.Weight, GRPC: n.grpcAdv, Buckets: cfg.Buckets, Seed: cfg.Seed,
 		JoinDelay: cfg.Ticks(cfg.JoinDelay), Settle: cfg.Ticks(cfg.Settle),
 		DrainConfirmTimeout: cfg.Ticks(cfg.DrainConfirmTimeout), Retry: max(1, cfg.Ticks(time.Second)), ForgetDead: cfg.Ticks(10 * time.Minute),
-		FastFailover: cfg.FastFailover,
+		FastFailover: cfg.FastFailover, StartDrained: n.markedDrained(),
 	})
 	if err != nil {
 		lis.Close()
@@ -620,20 +625,63 @@ func (n *Node) fetch(id string) {
 	}()
 }
 
+func (n *Node) markedDrained() bool {
+	if n.opts.DrainMarker == "" {
+		return false
+	}
+	_, err := os.Stat(n.opts.DrainMarker)
+	if err == nil {
+		n.log.Warn("starting drained: an operator drained this director; undrain it to return it to service", "marker", n.opts.DrainMarker)
+	}
+	return err == nil
+}
+
+// markDrained records or clears an operator's drain.
+func (n *Node) markDrained(drained bool) error {
+	if n.opts.DrainMarker == "" {
+		return nil
+	}
+	if drained {
+		if err := os.WriteFile(n.opts.DrainMarker, []byte("drained by an operator; `saructl undrain` returns this director to service\n"), 0o644); err != nil {
+			return fmt.Errorf("record the drain: %w", err)
+		}
+		return nil
+	}
+	if err := os.Remove(n.opts.DrainMarker); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("clear the drain record: %w", err)
+	}
+	return nil
+}
+
 // DrainSelf drains this director and waits until an epoch in which it owns
-// no bucket is applied.
-func (n *Node) DrainSelf(ctx context.Context) (uint64, error) {
+// no bucket is applied. (A restart forgets this drain; an operator's Drain
+// call is recorded in the drain marker.)
+func (n *Node) DrainSelf(ctx context.Context) (uint64, error) { return n.drainSelf(ctx, false) }
+
+// UndrainSelf returns this director to service and waits until it is
+// active in an applied epoch.
+func (n *Node) UndrainSelf(ctx context.Context) (uint64, error) { return n.undrainSelf(ctx, false) }
+
+func (n *Node) drainSelf(ctx context.Context, record bool) (uint64, error) {
 	if err := n.call(ctx, func(c *coord.Node) error { return c.Drain() }); err != nil {
 		return 0, err
+	}
+	if record {
+		if err := n.markDrained(true); err != nil {
+			n.log.Error("drain not recorded: a restart will return this director to service", "err", err)
+		}
 	}
 	return n.waitFor(ctx, func(s *snapshot) (uint64, bool) { return s.drained, s.isDrained })
 }
 
-// UndrainSelf returns this director to service and waits until it is
-// active in an applied epoch.
-func (n *Node) UndrainSelf(ctx context.Context) (uint64, error) {
+func (n *Node) undrainSelf(ctx context.Context, record bool) (uint64, error) {
 	if err := n.call(ctx, func(c *coord.Node) error { return c.Undrain() }); err != nil {
 		return 0, err
+	}
+	if record {
+		if err := n.markDrained(false); err != nil {
+			n.log.Error("undrain not recorded", "err", err)
+		}
 	}
 	return n.waitFor(ctx, func(s *snapshot) (uint64, bool) { return s.undrained, s.isUndrain })
 }

@@ -288,7 +288,7 @@ func (s *server) Drain(ctx context.Context, req *sarupb.DrainRequest) (*sarupb.D
 	s.n.log.Info("drain requested")
 	ctx, cancel := s.drainCtx(ctx)
 	defer cancel()
-	e, err := s.n.DrainSelf(ctx)
+	e, err := s.n.drainSelf(ctx, true)
 	if err != nil {
 		return nil, mutateErr("drain", req.NodeId, err)
 	}
@@ -315,7 +315,7 @@ func (s *server) Undrain(ctx context.Context, req *sarupb.UndrainRequest) (*saru
 	s.n.log.Info("undrain requested")
 	ctx, cancel := s.drainCtx(ctx)
 	defer cancel()
-	e, err := s.n.UndrainSelf(ctx)
+	e, err := s.n.undrainSelf(ctx, true)
 	if err != nil {
 		return nil, mutateErr("undrain", req.NodeId, err)
 	}
