@@ -620,10 +620,13 @@ func (n *Node) catchUp(ctx context.Context, id, api string) {
 	n.log.Info("caught up by snapshot", "peer", id, "entries", cnt)
 }
 
-func (n *Node) applySnapshot(es []conn.Entry) error {
+func (n *Node) applySnapshot(es []conn.Entry, total uint64) error {
 	now := time.Now()
 	imp := make([]conn.Entry, 0, len(es))
 	n.mu.Lock()
+	if total > 0 {
+		n.tab.Reserve(n.tab.Len() + int(min(total, 1<<26)))
+	}
 	for i := range es {
 		if es[i].Version > n.lastVersion {
 			n.lastVersion = es[i].Version

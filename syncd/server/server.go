@@ -232,11 +232,15 @@ func (s *Server) Snapshot(req *syncdpb.SnapshotRequest, stream grpc.ServerStream
 }
 
 // Pull streams a snapshot from the peer at addr (origin "" for all
-// entries) and calls apply with each decoded chunk. It returns the number
-// of entries received.
-func Pull(ctx context.Context, addr, origin string, apply func([]conn.Entry) error) (uint64, error) {
+// entries) and calls apply with each decoded chunk (the slice is reused
+// after apply returns) and the snapshot's announced total (with the first
+// chunk; 0 after). It returns the number of entries received.
+func Pull(ctx context.Context, addr, origin string, apply func(es []conn.Entry, total uint64) error) (uint64, error) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8<<20)),
+		// Large windows let the peer encode the next chunks while this
+		// side applies the current one.
+		grpc.WithInitialWindowSize(8<<20), grpc.WithInitialConnWindowSize(16<<20))
 	if err != nil {
 		return 0, fmt.Errorf("snapshot from %s: %w", addr, err)
 	}
@@ -267,7 +271,7 @@ func Pull(ctx context.Context, addr, origin string, apply func([]conn.Entry) err
 				return n, fmt.Errorf("snapshot from %s: entry without origin", addr)
 			}
 		}
-		if err := apply(es); err != nil {
+		if err := apply(es, chunk.Total); err != nil {
 			return n, err
 		}
 		n += uint64(len(es))

@@ -77,7 +77,7 @@ func TestSnapshotPullMixedFamilies(t *testing.T) {
 	src := &fakeSource{es: mixed(50000)}
 	addr := serve(t, src)
 	got := map[conn.Key]conn.Entry{}
-	n, err := Pull(context.Background(), addr, "", func(es []conn.Entry) error {
+	n, err := Pull(context.Background(), addr, "", func(es []conn.Entry, _ uint64) error {
 		for _, e := range es {
 			got[e.Key()] = e
 		}
@@ -94,7 +94,7 @@ func TestSnapshotPullMixedFamilies(t *testing.T) {
 		}
 	}
 	// Filtered by origin.
-	n, err = Pull(context.Background(), addr, "d1", func(es []conn.Entry) error {
+	n, err = Pull(context.Background(), addr, "d1", func(es []conn.Entry, _ uint64) error {
 		for _, e := range es {
 			if e.Origin != "d1" {
 				return fmt.Errorf("origin %s in a d1 snapshot", e.Origin)
@@ -109,7 +109,7 @@ func TestSnapshotPullMixedFamilies(t *testing.T) {
 
 func TestSnapshotEmpty(t *testing.T) {
 	addr := serve(t, &fakeSource{})
-	n, err := Pull(context.Background(), addr, "", func([]conn.Entry) error { return nil })
+	n, err := Pull(context.Background(), addr, "", func([]conn.Entry, uint64) error { return nil })
 	if err != nil || n != 0 {
 		t.Fatalf("%d, %v", n, err)
 	}

@@ -157,6 +157,14 @@ func (t *Table) find(k *conn.Key) (pos uint32, h uint32, found bool) {
 	}
 }
 
+// Reserve sizes the index for n entries, so that filling the table to n
+// (a snapshot) does not rehash on the way.
+func (t *Table) Reserve(n int) {
+	for n*4 > len(t.index)*3 {
+		t.grow()
+	}
+}
+
 func (t *Table) grow() {
 	old := t.index
 	t.index = make([]slot, len(old)*2)

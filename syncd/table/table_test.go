@@ -99,6 +99,22 @@ func TestExpire(t *testing.T) {
 	}
 }
 
+func TestReserve(t *testing.T) {
+	tb := New(t0)
+	tb.Reserve(10000)
+	size := len(tb.index)
+	if size*3 < 10000*4 {
+		t.Fatalf("index of %d slots for 10000 entries", size)
+	}
+	for i := 0; i < 10000; i++ {
+		e := entry(i, "d1", 1)
+		tb.Upsert(&e, t0)
+	}
+	if len(tb.index) != size || tb.Len() != 10000 {
+		t.Fatalf("grew to %d slots (%d entries) after reserving", len(tb.index), tb.Len())
+	}
+}
+
 func TestExpireSomeSweeps(t *testing.T) {
 	tb := New(t0)
 	for i := 0; i < 1000; i++ {
