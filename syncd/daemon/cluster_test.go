@@ -84,7 +84,14 @@ func (c *cluster) config(id string) Config {
 
 func (c *cluster) start(id string) *testNode {
 	c.t.Helper()
+	return c.startWith(id, func(*Config) {})
+}
+
+// startWith starts a node after mod adjusts its configuration.
+func (c *cluster) startWith(id string, mod func(*Config)) *testNode {
+	c.t.Helper()
 	cfg := c.config(id)
+	mod(&cfg)
 	tr, err := transport.Open(context.Background(), cfg.Transport)
 	if err != nil {
 		c.t.Fatalf("open transport: %v", err)
@@ -333,4 +340,26 @@ func TestRestartedPeer(t *testing.T) {
 	if p.Incarnation == oldInc || p.RejectedReplay != 0 || !d0b.Status().Ready {
 		t.Fatalf("after restart: %+v (old incarnation %d), ready %v", p, oldInc, d0b.Status().Ready)
 	}
+}
+
+// TestUnicastPeers: where multicast is not available, the same protocol
+// runs over a unicast peer list (here 3 peers on loopback, 10% loss).
+func TestUnicastPeers(t *testing.T) {
+	c := newCluster(t, clusterOpts{loss: 0.1})
+	base := 20000 + (os.Getpid()*11)%30000
+	var peers []netip.AddrPort
+	for i := 0; i < 3; i++ {
+		peers = append(peers, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(base+i)))
+	}
+	want := map[string][]conn.Entry{}
+	var nodes []*testNode
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, c.startWith(fmt.Sprintf("u%d", i), func(cfg *Config) {
+			cfg.Transport = transport.Config{Listen: peers[i], Peers: peers}
+		}))
+	}
+	for i, n := range nodes {
+		want[n.ID()] = export(t, n, i, 0, 1000)
+	}
+	c.allHold(want, 20*time.Second)
 }
