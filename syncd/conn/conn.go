@@ -69,9 +69,11 @@ type Entry struct {
 	DestAddr    netip.Addr // real server
 	DestPort    uint16
 	FWMark      uint32
-	Flags       Flags
-	State       uint16 // protocol state (IP_VS_TCP_S_* for TCP)
-	Timeout     uint32 // seconds until the entry expires
+	// Flags are IP_VS_CONN_F_* bits; entries of the conntrack backend
+	// carry nf_conntrack's IPS_* status bits instead (see syncd/conntrack).
+	Flags   Flags
+	State   uint16 // protocol state (IP_VS_TCP_S_* for TCP; TCP_CONNTRACK_* for conntrack)
+	Timeout uint32 // seconds until the entry expires
 
 	// HasSeq says Seq is present (IPVS_OPT_SEQ_DATA).
 	HasSeq bool
