@@ -49,7 +49,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	const perNode = 250_000
 	const peers = 4
 	for range b.N {
-		c := newCluster(&testing.T{}, clusterOpts{})
+		c := newCluster(b, clusterOpts{})
 		bes := make([]*countingBackend, peers)
 		nodes := make([]*Node, peers)
 		cancels := make([]context.CancelFunc, peers)
@@ -145,7 +145,7 @@ func cpuTime() time.Duration {
 // over gRPC (loopback) and applied to an empty table.
 func BenchmarkSnapshot1M(b *testing.B) {
 	const n = 1 << 20
-	c := newCluster(&testing.T{}, clusterOpts{})
+	c := newCluster(b, clusterOpts{})
 	src, err := New(c.config("src"), Deps{})
 	if err != nil {
 		b.Fatal(err)

@@ -45,7 +45,7 @@ type clusterOpts struct {
 }
 
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	group  netip.Addr
 	port   uint16
 	keyDir string
@@ -53,7 +53,7 @@ type cluster struct {
 	nodes  []*testNode
 }
 
-func newCluster(t *testing.T, opts clusterOpts) *cluster {
+func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	g, p := testGroup()
 	c := &cluster{t: t, group: g, port: p, keyDir: t.TempDir(), opts: opts}
 	if c.opts.keyText == "" {
@@ -164,7 +164,7 @@ func export(t *testing.T, n *testNode, origin, from, count int) []conn.Entry {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
