@@ -447,3 +447,18 @@ func TestNotifySocket(t *testing.T) {
 		t.Fatalf("notify: %q %v", buf[:n], err)
 	}
 }
+
+func TestFlagsOverrideConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "saru.yaml")
+	os.WriteFile(path, []byte("node: {id: d1}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '5'\ngossip: {seeds: ['10.0.0.9:7946']}\n"), 0o600)
+	cfg, err := load(flags{config: path, id: "d7", grpcListen: "127.0.0.1:7411", seeds: "10.0.0.2:7946,10.0.0.3:7946", joinDelay: "5s", logLevel: "debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ID != "d7" || cfg.GRPCListen != "127.0.0.1:7411" || len(cfg.Seeds) != 2 || cfg.Seeds[1] != "10.0.0.3:7946" || cfg.JoinDelay != 5*time.Second || cfg.LogLevel != "debug" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	if _, err := load(flags{config: path, joinDelay: "soon"}); err == nil || !strings.Contains(err.Error(), "join_delay: invalid value \"soon\"") {
+		t.Fatalf("bad flag value: %v", err)
+	}
+}
