@@ -218,7 +218,16 @@ func Open(ctx context.Context, cfg Config, daemons SyncDaemons) (_ *Bridge, err 
 			dc.MaxLen = cfg.BackupMaxLen
 		}
 		if err := daemons.StartDaemon(ctx, dc); err != nil {
-			return nil, fmt.Errorf("start ipvs sync %s on %s: %w", st, cfg.Interface, err)
+			// The kernel runs one thread of each kind per namespace; one
+			// left running (a crashed run, another sync daemon) is
+			// replaced, since syncd owns IPVS sync on this director.
+			if stopErr := daemons.StopDaemon(ctx, st); stopErr != nil {
+				return nil, fmt.Errorf("start ipvs sync %s on %s: %w", st, cfg.Interface, err)
+			}
+			b.log.Warn("replaced a running ipvs sync thread", "state", st.String(), "error", err)
+			if err := daemons.StartDaemon(ctx, dc); err != nil {
+				return nil, fmt.Errorf("start ipvs sync %s on %s: %w", st, cfg.Interface, err)
+			}
 		}
 		b.started = append(b.started, st)
 	}
@@ -293,8 +302,11 @@ func (b *Bridge) openCapture() error {
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: b.ifindex}); err != nil {
 		return fmt.Errorf("bind AF_PACKET to %s: %w", b.cfg.Interface, err)
 	}
-	// Room for a burst of full-size messages while syncd is busy.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	// Room for a burst of full-size messages while Run reads the table;
+	// past rmem_max with CAP_NET_ADMIN.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	}
 	return nil
 }
 
@@ -313,7 +325,9 @@ func (b *Bridge) openInjector() error {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 1); err != nil {
 		return fmt.Errorf("IP_MULTICAST_TTL: %w", err)
 	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	}
 	// An ephemeral port: the bridge never binds the sync port, which the
 	// backup thread must hold. The port tells our injections apart from
 	// the master's messages in the capture.
@@ -511,6 +525,16 @@ func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 				return err
 			}
 		}
+		b.captureOverruns()
+	}
+}
+
+// captureOverruns counts the frames the kernel dropped because the
+// capture socket's buffer was full (PACKET_STATISTICS, reset on read).
+func (b *Bridge) captureOverruns() {
+	st, err := unix.GetsockoptTpacketStats(b.capFD, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err == nil && st.Drops > 0 {
+		b.drop(DropCaptureOverrun, uint64(st.Drops), "capture socket overrun: master messages lost")
 	}
 }
 

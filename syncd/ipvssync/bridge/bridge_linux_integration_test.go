@@ -196,6 +196,27 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		a = startDirector(t, l.dirA, 200*time.Millisecond, 2*time.Second, ipvsadmDaemons{ns: l.dirA}, func() *director { return b })
 		b = startDirector(t, l.dirB, -1, 0, genlDaemons{genl}, func() *director { return a })
 
+		// A sync thread left running (say, by a crashed syncd) is replaced.
+		t.Run("ReplacesStaleThread", func(t *testing.T) {
+			ns := "stale" + l.dirA
+			sh(t, "ip netns add "+ns+" && ip -n "+ns+" link set lo up")
+			defer exec.Command("/usr/sbin/ip", "netns", "del", ns).Run()
+			sh(t, "ip netns exec "+ns+" ipvsadm --start-daemon master --mcast-interface lo --syncid 9")
+			var br *Bridge
+			if err := inNetns(ns, func() error {
+				var err error
+				br, err = Open(context.Background(), Config{PollInterval: -1}, ipvsadmDaemons{ns: ns})
+				return err
+			}); err != nil {
+				t.Fatalf("Open with a stale master running: %v", err)
+			}
+			out := sh(t, "ip netns exec "+ns+" ipvsadm -L --daemon")
+			inNetns(ns, func() error { return br.Close(context.Background()) })
+			if !strings.Contains(out, "master sync daemon (mcast="+DefaultInterface) || strings.Contains(out, "syncid=9") {
+				t.Fatalf("daemons after Open:\n%s", out)
+			}
+		})
+
 		t.Run("BothThreadsOnDummy", func(t *testing.T) {
 			for _, ns := range []string{l.dirA, l.dirB} {
 				out := sh(t, "ip netns exec "+ns+" ipvsadm -L --daemon")

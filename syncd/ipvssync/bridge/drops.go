@@ -12,6 +12,10 @@ type DropReason string
 const (
 	// DropMalformed: a captured sync datagram failed to decode.
 	DropMalformed DropReason = "malformed"
+	// DropCaptureOverrun: frames the kernel dropped because the capture
+	// socket's buffer was full (the master's messages are lost; the next
+	// table read makes up for them).
+	DropCaptureOverrun DropReason = "capture_overrun"
 	// DropTruncated: a captured frame was larger than the read buffer.
 	DropTruncated DropReason = "truncated"
 	// DropUnsyncable: an exported record the kernel's backup would drop
