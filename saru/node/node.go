@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,8 +424,11 @@ func (n *Node) metaUpdater() {
 		case <-n.ctx.Done():
 			return
 		case <-n.metaCh:
-			if err := n.ml.UpdateNode(time.Second); err != nil && n.ctx.Err() == nil {
-				n.log.Debug("gossip metadata update", "err", err)
+			// The update is queued for gossip at once; waiting for its
+			// broadcast to finish (several gossip rounds) would only delay
+			// the next one, so wait briefly and move on.
+			if err := n.ml.UpdateNode(max(n.cfg.GossipInterval, time.Millisecond)); err != nil && n.ctx.Err() == nil && !strings.Contains(err.Error(), "timeout") {
+				n.log.Warn("gossip metadata update", "err", err)
 			}
 		}
 	}
