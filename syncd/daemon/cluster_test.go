@@ -363,3 +363,48 @@ func TestUnicastPeers(t *testing.T) {
 	}
 	c.allHold(want, 20*time.Second)
 }
+
+// TestSnapshotMissesNothingWhileEntriesExpire: entries expiring while a
+// snapshot streams must not make it skip live ones (removal moves
+// records under the stream's cursor).
+func TestSnapshotMissesNothingWhileEntriesExpire(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	d0 := c.start("d0")
+	var es []conn.Entry
+	for i := 0; i < 40000; i++ {
+		e := testEntry(i>>16, i&0xffff)
+		e.ClientAddr = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		e.Timeout = 1 // every other one expires during the stream
+		if i%2 == 0 {
+			e.Timeout = 600
+		}
+		es = append(es, e)
+	}
+	if err := d0.be.Export(context.Background(), es); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "entries held", func() (bool, string) { return d0.TableLen() == 40000, "" })
+	got := map[conn.Key]bool{}
+	first := true
+	err := d0.Snapshot(context.Background(), "", func(chunk []conn.Entry, _ uint64) error {
+		for _, e := range chunk {
+			got[e.Key()] = true
+		}
+		if first {
+			first = false
+			time.Sleep(2500 * time.Millisecond) // the short entries expire meanwhile
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range es {
+		if e.Timeout == 600 && !got[e.Key()] {
+			t.Fatalf("live entry %d (%v) missing from the snapshot", i, e.ClientAddr)
+		}
+	}
+	waitFor(t, 5*time.Second, "expiry resumes after the snapshot", func() (bool, string) {
+		return d0.TableLen() == 20000, fmt.Sprint(d0.TableLen())
+	})
+}

@@ -92,12 +92,18 @@ type Node struct {
 	lastHB      time.Time
 	expireCur   uint32
 	expireDebt  float64
-	lastKeyPoll time.Time
-	refreshCur  uint32
-	refreshDebt float64
-	expired     uint64
-	importErrs  uint64
-	dupID       uint64
+	// snapshotting counts snapshot streams being served: expiry (the only
+	// removal, which moves records) pauses meanwhile so that their
+	// cursors miss nothing, for at most maxExpiryPause (a stuck stream
+	// must not stop expiry for good; refresh repairs what it then misses).
+	snapshotting   int
+	expiryPausedTo time.Time
+	lastKeyPoll    time.Time
+	refreshCur     uint32
+	refreshDebt    float64
+	expired        uint64
+	importErrs     uint64
+	dupID          uint64
 
 	logMu   sync.Mutex
 	logLast map[string]time.Time
@@ -499,6 +505,9 @@ func (n *Node) tickLoop(ctx context.Context) {
 	}
 }
 
+// maxExpiryPause bounds how long snapshot streams hold expiry back.
+const maxExpiryPause = time.Minute
+
 // NACK sizing: at most maxRangesPerPacket ranges in one Nack; a range
 // encodes in at most rangeBytes, a Nack's own fields in nackOverhead plus
 // the target id.
@@ -566,7 +575,7 @@ func (n *Node) tick(ctx context.Context, now time.Time) {
 	}
 	// Sweep the table once per expire interval, in steps per tick.
 	n.expireDebt += float64(n.tab.Len()) * float64(n.cfg.Tick) / float64(n.cfg.Expire)
-	if k := int(n.expireDebt); k > 0 {
+	if k := int(n.expireDebt); k > 0 && (n.snapshotting == 0 || now.After(n.expiryPausedTo)) {
 		n.expireDebt -= float64(k)
 		var removed int
 		removed, n.expireCur = n.tab.ExpireSome(now, n.expireCur, k)

@@ -90,8 +90,20 @@ func (n *Node) List(f table.Filter, cursor uint32, max int) ([]conn.Entry, uint3
 // snapshotChunk is how many entries are copied per lock hold.
 const snapshotChunk = 16384
 
-// Snapshot implements server.Source.
+// Snapshot implements server.Source. Expiry pauses while it streams, so
+// every entry held at its start (and not replaced) is sent.
 func (n *Node) Snapshot(ctx context.Context, origin string, send func([]conn.Entry, uint64) error) error {
+	n.mu.Lock()
+	if n.snapshotting == 0 {
+		n.expiryPausedTo = time.Now().Add(maxExpiryPause)
+	}
+	n.snapshotting++
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.snapshotting--
+		n.mu.Unlock()
+	}()
 	var es []conn.Entry
 	cursor := uint32(0)
 	for {
