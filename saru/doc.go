@@ -37,8 +37,14 @@
 // the draining director stays active until every other active director's
 // syncd confirms it holds the draining director's connections (or
 // drain.confirm_timeout passes, logged as drain-confirm-timeout); then all
-// its buckets move in one epoch. The last active director cannot drain.
-// SIGTERM drains, then leaves; SIGKILL is handled by failure detection.
+// its buckets move in one epoch. The last active director cannot drain, and
+// if every other director dies while one is drained, the drained one serves
+// again rather than leave every bucket unowned (drain-blocked-last-active).
+// An operator's drain is recorded in state_dir, so a drained director that
+// is patched and rebooted comes back drained (owning nothing, needing no
+// confirmation) until `saructl undrain`; then it joins like a new director.
+// SIGTERM drains, then leaves, without recording the drain; SIGKILL is
+// handled by failure detection.
 //
 // # Network partitions (no quorum)
 //
