@@ -291,7 +291,24 @@ func (c *cli) whoOwns(ctx context.Context, src, dst, proto string) error {
 		return c.json(r)
 	}
 	return c.table("BUCKET\tOWNER\tSTANDBY\tEPOCH\tSENSE\tSERVICE", [][]string{{fmt.Sprint(r.Bucket), r.Owner, or(r.Standby, "-"), fmt.Sprint(r.Epoch),
-		strings.ToLower(strings.TrimPrefix(r.Sense.String(), "SENSE_")), r.Service}})
+		senseName(r.Sense), r.Service}})
+}
+
+// senseName spells a sense as the configuration does.
+func senseName(s sarupb.Sense) string {
+	switch s {
+	case sarupb.Sense_SENSE_SRC_PORT, sarupb.Sense_SENSE_UNSPECIFIED:
+		return "src-port"
+	case sarupb.Sense_SENSE_DST_PORT:
+		return "dst-port"
+	case sarupb.Sense_SENSE_SRC_ADDR:
+		return "src-addr"
+	case sarupb.Sense_SENSE_DST_ADDR:
+		return "dst-addr"
+	case sarupb.Sense_SENSE_SRC_ADDR_PORT:
+		return "src-addr+src-port"
+	}
+	return s.String()
 }
 
 func (c *cli) drain(cmd *cobra.Command, id string, drain bool) error {

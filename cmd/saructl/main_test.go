@@ -113,7 +113,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"status"}, []string{"leader", "dir1", "32 of 64", "0x5eed"}},
 		{[]string{"members"}, []string{"ID", "dir1  *", "draining"}},
 		{[]string{"buckets"}, []string{"epoch 7, 64 buckets", "0-31", "32-63    32     dir2"}},
-		{[]string{"who-owns", "198.51.100.7:40001", "--dst", "192.0.2.10:80"}, []string{"BUCKET", "dir2", "src_port", "192.0.2.10:80/tcp"}},
+		{[]string{"who-owns", "198.51.100.7:40001", "--dst", "192.0.2.10:80"}, []string{"BUCKET", "dir2", "src-port", "192.0.2.10:80/tcp"}},
 		{[]string{"drain", "dir2", "--token-file", tok}, []string{"dir2 draining at epoch 8"}},
 		{[]string{"counters"}, []string{"table inet saru", "prerouting", "owned src-port -> accept"}},
 		{[]string{"sync-stats", "--syncd-addr", addr}, []string{"dir2", "1500", "true"}},
