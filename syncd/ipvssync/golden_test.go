@@ -43,8 +43,12 @@ func TestGoldenKernelMessages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Version != ProtoVersion || len(m.Conns) != len(lines)-1 {
-				t.Fatalf("version %d, %d records, want %d", m.Version, len(m.Conns), len(lines)-1)
+			wantVersion := uint8(ProtoVersion)
+			if strings.HasPrefix(filepath.Base(file), "v0_") {
+				wantVersion = 0
+			}
+			if m.Version != wantVersion || len(m.Conns) != len(lines)-1 {
+				t.Fatalf("version %d, %d records, want version %d, %d records", m.Version, len(m.Conns), wantVersion, len(lines)-1)
 			}
 			for i := range m.Conns {
 				if got := describe(&m.Conns[i]); got != lines[i+1] {
@@ -53,6 +57,9 @@ func TestGoldenKernelMessages(t *testing.T) {
 				if err := m.Conns[i].Validate(); err != nil {
 					t.Errorf("record %d: %v", i, err)
 				}
+			}
+			if m.Version == 0 {
+				return // the codec writes version 1 only
 			}
 			re, err := AppendMessage(nil, m.SyncID, m.Conns, DefaultMaxLen)
 			if err != nil {

@@ -361,6 +361,41 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			}
 		})
 
+		// The old format: A's master switched to sync_version 0 sends v0
+		// messages (no timeout, no fwmark), which the bridge decodes and
+		// B's backup takes.
+		t.Run("Version0", func(t *testing.T) {
+			sh(t, "ip netns exec "+a.ns+" sh -c 'echo 0 > /proc/sys/net/ipv4/vs/sync_version'")
+			defer sh(t, "ip netns exec "+a.ns+" sh -c 'echo 1 > /proc/sys/net/ipv4/vs/sync_version'")
+			l.via(t, a.ns)
+			l.connect(t, 40020, 80)
+			if _, _, err := waitConn(b.ns, l.client, 40020, false, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(4 * time.Second)
+			for {
+				if _, ok := a.masterSent(40020); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("master never sent port 40020")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			for _, rc := range a.raw {
+				m, err := ipvssync.Decode(rc.b)
+				if err != nil || len(m.Conns) == 0 || m.Conns[0].CPort != 40020 {
+					continue
+				}
+				if m.Version != 0 || ipvssync.IsV1Header(rc.b) {
+					t.Errorf("sync_version 0 master sent a version %d message", m.Version)
+				}
+				t.Logf("v0 message: %x", rc.b)
+			}
+		})
+
 		t.Run("IPv6", func(t *testing.T) {
 			l.via(t, a.ns)
 			c6 := netip.MustParseAddr("fd00::1")
