@@ -263,6 +263,23 @@ func TestClusterElectsAndDistributes(t *testing.T) {
 			t.Errorf("WhoOwns says %s owns bucket %d; %s installed it: %v", who.Owner, who.Bucket, d.id, slices.Contains(owned, who.Bucket))
 		}
 	}
+	icmp, err := client(t, ds[1].n.Addr()).WhoOwns(ctx, &sarupb.WhoOwnsRequest{Protocol: "icmp", SrcAddr: "198.51.100.1", DstAddr: "192.0.2.10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := partition.AddrBucket(netip.MustParseAddr("198.51.100.1"), testBuckets, 0x5eed); icmp.Bucket != want || icmp.Sense != sarupb.Sense_SENSE_SRC_ADDR {
+		t.Errorf("echo request: bucket %d sense %v, want %d by source address", icmp.Bucket, icmp.Sense, want)
+	}
+	for _, bad := range []*sarupb.WhoOwnsRequest{
+		{Protocol: "sctp", SrcAddr: "198.51.100.1", DstAddr: "192.0.2.10", DstPort: 80},
+		{Protocol: "tcp", SrcAddr: "2001:db8::1", DstAddr: "192.0.2.10", DstPort: 80},
+		{Protocol: "tcp", SrcAddr: "nonsense", DstAddr: "192.0.2.10", DstPort: 80},
+		{Protocol: "tcp", SrcAddr: "198.51.100.1", SrcPort: 70000, DstAddr: "192.0.2.10", DstPort: 80},
+	} {
+		if _, err := client(t, ds[1].n.Addr()).WhoOwns(ctx, bad); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("WhoOwns(%v): %v, want InvalidArgument", bad, err)
+		}
+	}
 	if _, err := client(t, ds[1].n.Addr()).WhoOwns(ctx, &sarupb.WhoOwnsRequest{Protocol: "tcp", SrcAddr: "198.51.100.1", SrcPort: 1, DstAddr: "192.0.2.99", DstPort: 80}); status.Code(err) != codes.NotFound {
 		t.Errorf("WhoOwns for an unknown VIP: %v, want NotFound", err)
 	}
