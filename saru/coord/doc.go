@@ -24,6 +24,9 @@
 //     advertises, by asking the caller to fetch it from that peer.
 //   - An assignment is taken only if its epoch is newer than the current one
 //     and it is valid; otherwise it is dropped with DropStale or DropInvalid.
+//   - Metadata carries a fingerprint of the director's assignment; a leader
+//     that sees a peer hold a different assignment of its own epoch (two
+//     leaders that did not see each other) issues the next epoch.
 //   - With FastFailover, a director installs the buckets it is standby for
 //     as soon as their owner is seen dead (partition.Failover), before the
 //     leader's next epoch.
@@ -32,8 +35,11 @@
 //     when no live director is active (a new cluster).
 //   - A draining director stays active in assignments until every other
 //     active director confirms it holds its connections, or the confirm
-//     timeout passes; then its buckets move in one epoch. The last active
-//     director cannot drain.
+//     timeout passes; then its buckets move in one epoch; one that owns
+//     nothing needs no confirmation. The last active director cannot
+//     drain, and draining directors serve again while no other director is
+//     active. A director started with StartDrained stays draining until
+//     undrained.
 //   - A peer announcing a different bucket count or seed is refused.
 //
 // There is no quorum: each side of a network partition elects its own
