@@ -370,8 +370,21 @@ func (n *Node) handle(ctx context.Context, dg []byte, from netip.AddrPort, s *wi
 		return es, imp // our own, looped back (a forgery of our id is ignored alike)
 	}
 	now := time.Now()
-	proto.Reset(pkt)
-	r, err := s.OpenPacket(dg, now, pkt)
+	// Data packets in the canonical encoding decode straight into
+	// entries; anything else takes the generic path.
+	h, fast, handled, r := s.OpenData(dg, now, es[:0])
+	if r == wire.OK && handled {
+		if h.Sender == n.cfg.NodeID {
+			n.sameID(h.Incarnation, from)
+			return fast, imp
+		}
+		return fast, n.applyData(ctx, h.Sender, h.Incarnation, h.Sequence, h.Retransmit, fast, imp, from, now)
+	}
+	var err error
+	if r == wire.OK {
+		proto.Reset(pkt)
+		r, err = s.OpenPacket(dg, now, pkt)
+	}
 	if r != wire.OK {
 		n.mu.Lock()
 		n.rejected[r]++
@@ -383,12 +396,7 @@ func (n *Node) handle(ctx context.Context, dg []byte, from netip.AddrPort, s *wi
 		return es, imp
 	}
 	if pkt.Sender == n.cfg.NodeID {
-		if pkt.Incarnation != n.inc {
-			n.mu.Lock()
-			n.dupID++
-			n.mu.Unlock()
-			n.rateLog("dup_id", "another syncd uses this node id", "node", n.cfg.NodeID, "from", from.String())
-		}
+		n.sameID(pkt.Incarnation, from)
 		return es, imp
 	}
 	for _, b := range pkt.Batches {
@@ -400,42 +408,13 @@ func (n *Node) handle(ctx context.Context, dg []byte, from netip.AddrPort, s *wi
 			return es[:0], imp
 		}
 	}
+	if pkt.Sequence != 0 {
+		return es, n.applyData(ctx, pkt.Sender, pkt.Incarnation, pkt.Sequence, pkt.Retransmit, es, imp, from, now)
+	}
 	mono := n.mono(now)
 	n.mu.Lock()
 	p := n.peerLocked(pkt.Sender)
 	n.byAddr[from.Addr()] = pkt.Sender
-	if pkt.Sequence != 0 {
-		v := p.recv.OnData(pkt.Incarnation, pkt.Sequence, mono)
-		if v != reliable.Accept {
-			p.rejReplay[v]++
-			n.mu.Unlock()
-			if v != reliable.Duplicate || !pkt.Retransmit {
-				n.rateLog("replay_"+v.String(), "sync packet rejected", "reason", v.String(), "peer", pkt.Sender, "seq", pkt.Sequence)
-			}
-			return es, imp
-		}
-		p.lastSeen = now
-		if pkt.Retransmit {
-			p.retrans++
-		}
-		for i := range es {
-			if es[i].Version > n.lastVersion {
-				n.lastVersion = es[i].Version
-			}
-			res := n.tab.Upsert(&es[i], now)
-			n.results[res]++
-			switch res {
-			case table.Inserted, table.Updated, table.Refreshed:
-				p.entries++
-				imp = append(imp, es[i])
-			}
-		}
-		n.mu.Unlock()
-		if len(imp) > 0 {
-			n.importEntries(ctx, imp)
-		}
-		return es, imp
-	}
 	v := p.recv.OnControl(pkt.Incarnation, pkt.ControlSequence, mono)
 	if v != reliable.Accept {
 		p.rejReplay[v]++
@@ -471,6 +450,57 @@ func (n *Node) handle(ctx context.Context, dg []byte, from netip.AddrPort, s *wi
 	}
 	n.mu.Unlock()
 	return es, imp
+}
+
+// sameID handles a packet carrying our own id: looped back, or another
+// syncd misconfigured with our id.
+func (n *Node) sameID(inc uint64, from netip.AddrPort) {
+	if inc == n.inc {
+		return
+	}
+	n.mu.Lock()
+	n.dupID++
+	n.mu.Unlock()
+	n.rateLog("dup_id", "another syncd uses this node id", "node", n.cfg.NodeID, "from", from.String())
+}
+
+// applyData checks a data packet's sequence against the sender's receive
+// window and applies its entries; it returns imp (reused scratch).
+func (n *Node) applyData(ctx context.Context, sender string, inc, seq uint64, retransmit bool, es, imp []conn.Entry, from netip.AddrPort, now time.Time) []conn.Entry {
+	n.mu.Lock()
+	p := n.peerLocked(sender)
+	n.byAddr[from.Addr()] = sender
+	v := p.recv.OnData(inc, seq, n.mono(now))
+	if v != reliable.Accept {
+		p.rejReplay[v]++
+		n.mu.Unlock()
+		if v != reliable.Duplicate || !retransmit {
+			n.rateLog("replay_"+v.String(), "sync packet rejected", "reason", v.String(), "peer", sender, "seq", seq)
+		}
+		return imp
+	}
+	p.lastSeen = now
+	if retransmit {
+		p.retrans++
+	}
+	imp = imp[:0]
+	for i := range es {
+		if es[i].Version > n.lastVersion {
+			n.lastVersion = es[i].Version
+		}
+		res := n.tab.Upsert(&es[i], now)
+		n.results[res]++
+		switch res {
+		case table.Inserted, table.Updated, table.Refreshed:
+			p.entries++
+			imp = append(imp, es[i])
+		}
+	}
+	n.mu.Unlock()
+	if len(imp) > 0 {
+		n.importEntries(ctx, imp)
+	}
+	return imp
 }
 
 func (n *Node) importEntries(ctx context.Context, es []conn.Entry) {

@@ -31,6 +31,7 @@ func FuzzOpenPacket(f *testing.F) {
 	p.Add(&e6)
 	dg, _ := s.SealPacket(nil, &syncdpb.Packet{Sender: "d1", Incarnation: 9, Sequence: 1, Batches: p.Batches()})
 	f.Add(dg)
+	f.Add(append(append(dg[:HeaderLen:HeaderLen], 0xff), dg[HeaderLen:len(dg)-TagLen]...))
 	hb, _ := s.SealPacket(nil, &syncdpb.Packet{Sender: "d1", Incarnation: 9, ControlSequence: 1,
 		Heartbeat: &syncdpb.Heartbeat{HighestSequence: 3, LowestRetained: 1},
 		Nacks:     []*syncdpb.Nack{{Target: "d2", Incarnation: 4, Ranges: []*syncdpb.SequenceRange{{First: 1, Count: 2}}}}})
