@@ -199,12 +199,15 @@ func (l *Lab) saruConfig(d *Director, joinDelay time.Duration) string {
 	fmt.Fprintf(&b, "buckets: %d\nhash_seed: \"0x5a7a0001\"\n", l.opts.Buckets)
 	fmt.Fprintf(&b, "grpc:\n  listen: %q\n  token_file: %s\n", d.SaruAddr(), filepath.Join(l.work, "token"))
 	fmt.Fprintf(&b, "gossip:\n  bind: %q\n  seeds: [%s]\n", netip.AddrPortFrom(d.Mgmt, gossipPort), quoteList(l.seeds(d)))
-	fmt.Fprintf(&b, "  probe_interval: %s\n  probe_timeout: %s\n  suspicion_mult: %d\n  gossip_interval: 50ms\n", l.opts.ProbeInterval, l.opts.ProbeTimeout, l.opts.SuspicionMult)
+	if l.opts.ProbeInterval > 0 {
+		fmt.Fprintf(&b, "  probe_interval: %s\n  probe_timeout: %s\n  suspicion_mult: %d\n", l.opts.ProbeInterval, l.opts.ProbeTimeout, l.opts.SuspicionMult)
+	}
 	fmt.Fprintf(&b, "join_delay: %s\n", joinDelay)
 	fmt.Fprintf(&b, "drain:\n  confirm_timeout: 10s\n  timeout: 20s\n")
 	if !l.opts.NoSync {
 		fmt.Fprintf(&b, "syncd:\n  address: %q\n", d.SyncdAddr())
 	}
+	fmt.Fprintf(&b, "state_dir: %s\n", filepath.Join(l.work, d.ID+"-state"))
 	fmt.Fprintf(&b, "log_level: info\n")
 	return b.String()
 }
@@ -284,8 +287,9 @@ func (l *Lab) startSaru(ctx context.Context, d *Director, joinDelay time.Duratio
 	return nil
 }
 
-// StopDaemons stops saru (SIGTERM: it drains and leaves) and then syncd.
-func (l *Lab) StopDaemons(d *Director, grace time.Duration) error {
+// StopDaemons stops saru (SIGTERM: it drains, leaves and removes the VIP
+// and its filter) and then syncd.
+func (l *Lab) StopDaemons(ctx context.Context, d *Director, grace time.Duration) error {
 	err1 := d.saru.term(grace)
 	err2 := d.syncd.term(5 * time.Second)
 	return errors.Join(err1, err2)

@@ -9,14 +9,17 @@
 // closes on SIGINT, SIGTERM and panics):
 //
 //   - a hub namespace holding three bridges: "lan" (clients, directors and,
-//     in DR mode, real servers) and "real" (NAT mode's real servers) with
-//     learning off and ageing 0, so every director sees every frame as on a
-//     hub; and "mgmt", an ordinary bridge for gossip, gRPC and syncd;
-//   - N directors (default 3) sharing the VIP, a LAN address and the MAC on
-//     lan0 (and, in NAT mode, the real servers' gateway address and a second
+//     in DR mode, real servers) and "real" (NAT mode's real servers), where
+//     director ports never learn, so the shared MAC is never learned and
+//     every frame to it reaches every director (as a switch floods a MAC it
+//     cannot learn), while other ports learn and take no flooded unicast;
+//     and "mgmt", an ordinary bridge for gossip, gRPC and syncd;
+//   - N directors (default 3) sharing a LAN address and the MAC on lan0
+//     (and, in NAT mode, the real servers' gateway address and a second
 //     shared MAC on real0), each with a unique management address on mgmt0,
 //     IPVS services configured by saru/services, and cmd/syncd and cmd/saru
-//     running with generated configurations;
+//     running with generated configurations (saru adds the VIP once its
+//     filter is installed);
 //   - M real servers (default 3) running a small HTTP service and a
 //     long-lived TCP echo-stream service; in DR mode they hold the VIP on lo
 //     with arp_ignore=1 and arp_announce=2, in NAT mode their default route
@@ -29,10 +32,11 @@
 //
 // # Measurements
 //
-// A stream connection sends a sequence number every interval and the real
-// server echoes it. A connection is lost when it is reset or closed, or when
-// no echo has arrived for the loss deadline when a scenario ends; its stall
-// is the longest gap between two echoes beyond the interval. failover_ms is
+// A stream connection sends a sequence number and its send time every
+// interval and the real server echoes them. A connection is lost when it is
+// reset or closed, or when a message has waited for its echo longer than
+// the loss deadline when a scenario ends; its stall is the longest any of
+// its messages waited for the echo during the scenario. failover_ms is
 // from the crash (or the drain request) until every survivor has applied an
 // assignment in which the departed director owns nothing, polled over
 // saru.v1.Cluster. Nothing is assumed: a component that is missing or does

@@ -158,6 +158,10 @@ func (l *Lab) Up(ctx context.Context) (*cluster, error) {
 	}
 	say(l.opts.Out, "%d directors up (%s mode), assignment epoch %d settled %v after start (%.1fs total)",
 		len(ids), l.opts.Mode, a.GetEpoch(), took.Round(time.Millisecond), time.Since(start).Seconds())
+	if os.Getenv("SARULAB_DEBUG") != "" {
+		time.Sleep(3 * time.Second)
+		debugTop(ctx, l.opts.Out)
+	}
 	return c, nil
 }
 
@@ -299,7 +303,8 @@ func openAndSync(ctx context.Context, l *Lab, c *cluster, n int, so ScenarioOpti
 		return ss, fmt.Errorf("only %d of %d stream connections echo within 1s 30s after opening (%d failed, %d never echoed, %d waiting, longest %v)",
 			ss.Healthy(time.Second), n, failed, none, slow, maxWait.Round(time.Millisecond))
 	}
-	say(so.Out, "%d long-lived connections streaming (one message every %v each), opened in %.1fs", n, so.Interval, time.Since(start).Seconds())
+	say(so.Out, "%d long-lived connections streaming (one message every %v each), opened in %.1fs (%d connection attempts failed and were retried)",
+		n, so.Interval, time.Since(start).Seconds(), ss.retries.Load())
 	if l.opts.NoSync {
 		say(so.Out, "no syncd (--no-sync): the directors share nothing about connections")
 		return ss, nil
@@ -499,17 +504,25 @@ func (l *Lab) drain(ctx context.Context, c *cluster, d *Director) error {
 	return nil
 }
 
+// undrain returns the director to service; it retries while the
+// director is still starting.
 func (l *Lab) undrain(ctx context.Context, c *cluster, d *Director) (bool, error) {
-	cctx, cancel := context.WithTimeout(l.authCtx(ctx), 60*time.Second)
-	defer cancel()
-	_, err := c.saru[d.ID].Undrain(cctx, &sarupb.UndrainRequest{NodeId: d.ID})
-	if status.Code(err) == codes.FailedPrecondition {
-		return false, nil // came back active already
-	}
-	if err != nil {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(l.authCtx(ctx), 60*time.Second)
+		_, err := c.saru[d.ID].Undrain(cctx, &sarupb.UndrainRequest{NodeId: d.ID})
+		cancel()
+		switch {
+		case err == nil:
+			return true, nil
+		case status.Code(err) == codes.FailedPrecondition:
+			return false, nil // came back active already
+		case status.Code(err) == codes.Unavailable && time.Now().Before(deadline):
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
 		return false, fmt.Errorf("undrain %s: %w", d.ID, err)
 	}
-	return true, nil
 }
 
 func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
@@ -534,7 +547,7 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 			return fmt.Errorf("after draining %s: %w", d.ID, err)
 		}
 		moves = append(moves, time.Since(t0))
-		if err := l.StopDaemons(d, 30*time.Second); err != nil {
+		if err := l.StopDaemons(ctx, d, 30*time.Second); err != nil {
 			return err
 		}
 		if err := l.Reboot(ctx, d); err != nil {
@@ -633,8 +646,36 @@ func scenarioInspection(ctx context.Context, l *Lab, c *cluster, so ScenarioOpti
 	if err != nil {
 		return err
 	}
+	// Tables and assignments can be caught mid-change (an entry being
+	// synced, an epoch being applied): compare up to three times.
+	var problems []string
+	attempts := 0
+	for attempts < 3 {
+		attempts++
+		if _, _, err := c.waitSettled(ctx, l.ids(nil), l.ids(nil), 20*time.Second); err != nil {
+			return err
+		}
+		if problems = inspectOnce(ctx, l, n); len(problems) == 0 {
+			break
+		}
+		say(so.Out, "attempt %d: %s", attempts, strings.Join(problems, "; "))
+		time.Sleep(time.Second)
+	}
+	finish(ctx, ss, so, res)
+	res.Detail = fmt.Sprintf("grpcurl list, saru.v1.Cluster/GetAssignment and syncd.v1.Sync/ListConnections on each of %d directors; agreed on attempt %d", len(l.Directors), attempts)
+	say(so.Out, "grpcurl lists saru.v1.Cluster and syncd.v1.Sync on every director; %d problems", len(problems))
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// inspectOnce asks every director with grpcurl and returns what
+// disagrees.
+func inspectOnce(ctx context.Context, l *Lab, n int) []string {
 	var problems []string
 	var firstAsg string
+	var firstEpoch json.RawMessage
 	var firstPorts []uint32
 	for _, d := range l.Directors {
 		for _, svc := range []struct{ addr, name string }{{d.SaruAddr(), "saru.v1.Cluster"}, {d.SyncdAddr(), "syncd.v1.Sync"}} {
@@ -665,9 +706,9 @@ func scenarioInspection(ctx context.Context, l *Lab, c *cluster, so ScenarioOpti
 		}
 		canon, _ := json.Marshal(ga)
 		if firstAsg == "" {
-			firstAsg = string(canon)
+			firstAsg, firstEpoch = string(canon), ga.Assignment.Epoch
 		} else if string(canon) != firstAsg {
-			problems = append(problems, fmt.Sprintf("%s: assignment differs from %s's", d.ID, l.Directors[0].ID))
+			problems = append(problems, fmt.Sprintf("%s: assignment (epoch %s) differs from %s's (epoch %s)", d.ID, ga.Assignment.Epoch, l.Directors[0].ID, firstEpoch))
 		}
 		out, err = nsOutput(ctx, d.NS, l.bins.grpcurl, "-plaintext", "-d", fmt.Sprintf(`{"vip":%q,"page_size":5000}`, VIP), d.SyncdAddr(), "syncd.v1.Sync/ListConnections")
 		if err != nil {
@@ -701,11 +742,5 @@ func scenarioInspection(ctx context.Context, l *Lab, c *cluster, so ScenarioOpti
 	if len(firstPorts) < n {
 		problems = append(problems, fmt.Sprintf("connection tables list %d of the %d open streams", len(firstPorts), n))
 	}
-	finish(ctx, ss, so, res)
-	res.Detail = fmt.Sprintf("grpcurl (%s) list, saru.v1.Cluster/GetAssignment and syncd.v1.Sync/ListConnections on each of %d directors", l.bins.grpcurl, len(l.Directors))
-	say(so.Out, "grpcurl lists saru.v1.Cluster and syncd.v1.Sync on every director; %d problems", len(problems))
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
+	return problems
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/saru-lb/saru/deploy/kernellab"
 )
 
 // Address plan. Every address lives only inside the lab's namespaces.
@@ -74,8 +76,12 @@ type Options struct {
 	// LossPercent drops this share of syncd's peer packets on every
 	// director (an nftables numgen rule on mgmt0).
 	LossPercent int
-	// Gossip timings for saru's memberlist (default 300ms, 200ms, 3:
-	// tolerant of a software-emulated kernel lab on a busy host).
+	// Gossip timings for saru's memberlist; zero leaves saru's defaults,
+	// except inside the kernel lab, whose software-emulated CPUs on a busy
+	// host stall for hundreds of milliseconds: there the lab uses 500ms,
+	// 400ms and 4 so that no live director is declared dead (failover is
+	// correspondingly slower). SARULAB_GOSSIP=interval/timeout/mult
+	// overrides both.
 	ProbeInterval, ProbeTimeout time.Duration
 	SuspicionMult               int
 	// NoSync runs saru without syncd: the baseline showing what connection
@@ -118,14 +124,8 @@ func (o *Options) defaults() error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	if o.ProbeInterval == 0 {
-		o.ProbeInterval = 300 * time.Millisecond
-	}
-	if o.ProbeTimeout == 0 {
-		o.ProbeTimeout = 200 * time.Millisecond
-	}
-	if o.SuspicionMult == 0 {
-		o.SuspicionMult = 3
+	if o.ProbeInterval == 0 && kernellab.Inside() {
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 500*time.Millisecond, 400*time.Millisecond, 4
 	}
 	if v := os.Getenv("SARULAB_GOSSIP"); v != "" {
 		// interval/timeout/mult, e.g. 200ms/100ms/2
@@ -412,8 +412,8 @@ func (l *Lab) wireDirector(ctx context.Context, d *Director) error {
 	}
 	d.hubIf = []string{lan, mg}
 	lines := []string{
+		// saru adds the VIP (after installing its filter) and removes it.
 		"addr add " + lanShared.String() + "/24 dev lan0",
-		"addr add " + VIP.String() + "/32 dev lan0",
 		"addr add " + d.Mgmt.String() + "/24 dev mgmt0",
 		// Multicast for syncd's peer group goes out on the management link.
 		"route add 224.0.0.0/4 dev mgmt0",
@@ -435,6 +435,10 @@ func (l *Lab) wireDirector(ctx context.Context, d *Director) error {
 		"net.ipv4.ip_forward":          fwd,
 		"net.ipv4.conf.all.rp_filter":  "0",
 		"net.ipv4.conf.lan0.rp_filter": "0",
+		// Shared-MAC directors must announce with the address of the
+		// interface the ARP goes out of (saru checks this).
+		"net.ipv4.conf.all.arp_announce":  "2",
+		"net.ipv4.conf.lan0.arp_announce": "2",
 	}); err != nil {
 		return err
 	}

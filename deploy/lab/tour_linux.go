@@ -122,7 +122,7 @@ func Tour(ctx context.Context, to TourOptions) error {
 	}
 	drainMS := ms(time.Since(t1))
 	say(w, "%s's buckets moved after %.0f ms; stopping it (SIGTERM) and rebooting its namespace", d3.ID, drainMS)
-	if err := l.StopDaemons(d3, 30*time.Second); err != nil {
+	if err := l.StopDaemons(ctx, d3, 30*time.Second); err != nil {
 		fmt.Fprintf(w, "  ! %v\n", err)
 	}
 	if err := l.Reboot(ctx, d3); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -147,10 +148,13 @@ type Stream struct {
 
 // Streams is a set of stream connections.
 type Streams struct {
-	list []*Stream
-	stop chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
+	// retries counts failed connection attempts that were retried while
+	// opening.
+	retries atomic.Int64
+	list    []*Stream
+	stop    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
 }
 
 // OpenStreams opens n stream connections spread over the client
@@ -172,7 +176,14 @@ func (l *Lab) OpenStreams(ctx context.Context, n int, interval time.Duration) (*
 			defer wg.Done()
 			for i := range jobs {
 				ns := l.Clients[i%len(l.Clients)]
-				c, err := dialIn(ctx, ns, addr, 5*time.Second)
+				var c net.Conn
+				var err error
+				for try := 0; try < 3; try++ {
+					if c, err = dialIn(ctx, ns, addr, 5*time.Second); err == nil {
+						break
+					}
+					ss.retries.Add(1)
+				}
 				if err != nil {
 					out <- res{err: fmt.Errorf("stream %d from %s: %w", i, ns, err)}
 					continue
