@@ -488,7 +488,7 @@ func (n *Node) applyData(ctx context.Context, sender string, inc, seq uint64, re
 		if es[i].Version > n.lastVersion {
 			n.lastVersion = es[i].Version
 		}
-		res := n.tab.Upsert(&es[i], now)
+		res := n.tab.UpsertValid(&es[i], now) // the decoders validated it
 		n.results[res]++
 		switch res {
 		case table.Inserted, table.Updated, table.Refreshed:

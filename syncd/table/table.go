@@ -90,6 +90,7 @@ type Table struct {
 	origins     []string
 	originIDs   map[string]uint16
 	originCount []uint64
+	lastOrigin  uint16 // the origin of the previous upsert (batches share one)
 }
 
 // New returns an empty table. base is the time expiries are counted from;
@@ -182,7 +183,11 @@ func (t *Table) grow() {
 }
 
 func (t *Table) originID(o string) uint16 {
+	if len(t.origins) > 0 && t.origins[t.lastOrigin] == o {
+		return t.lastOrigin
+	}
 	if id, ok := t.originIDs[o]; ok {
+		t.lastOrigin = id
 		return id
 	}
 	id := uint16(len(t.origins))
@@ -199,6 +204,12 @@ func (t *Table) Upsert(e *conn.Entry, now time.Time) Result {
 	if e.Validate() != nil {
 		return Invalid
 	}
+	return t.UpsertValid(e, now)
+}
+
+// UpsertValid is Upsert for an entry that already passed Validate (the
+// wire decoders validate what they return).
+func (t *Table) UpsertValid(e *conn.Entry, now time.Time) Result {
 	if len(t.originIDs) >= 1<<16-1 {
 		if _, ok := t.originIDs[e.Origin]; !ok {
 			return Invalid
