@@ -34,6 +34,7 @@ const (
 	AssignAdopted   Reason = "assignment-adopted"
 	AssignFailed    Reason = "assignment-failed"
 	AssignDiverged  Reason = "assignment-diverged"
+	CatchUp         Reason = "catch-up-fetch"
 	LeaderChanged   Reason = "leader-changed"
 	FailoverLocal   Reason = "standby-takeover"
 )
@@ -198,6 +199,7 @@ type Node struct {
 	confirmSent []string
 	fetchOut    string
 	blocked     bool
+	behindSince int
 	everActive  bool
 	events      []Event
 }
@@ -218,6 +220,7 @@ func New(cfg Config) (*Node, error) {
 		cur:         cur,
 		drainSince:  make(map[string]int),
 		drainNoted:  make(map[string]bool),
+		behindSince: -1,
 		applyEpochs: make(map[uint64]uint64),
 	}
 	if cfg.StartDrained {
@@ -516,6 +519,8 @@ func (n *Node) update() {
 	}
 	if l.Self {
 		n.lead(live)
+	} else {
+		n.catchUp(live)
 	}
 	if n.self.Epoch != n.cur.Epoch || n.self.Hash == 0 {
 		n.self.Epoch, n.self.Hash = n.cur.Epoch, Fingerprint(n.cur)
@@ -595,6 +600,31 @@ func (n *Node) owners() []string {
 		return n.cur.Owners
 	}
 	return partition.Failover(n.cur, dead...)
+}
+
+// catchUp is a follower's second path to the newest assignment: if gossip
+// says a peer has a newer epoch and the leader's stream has not delivered
+// it within Retry ticks, fetch it from that peer.
+func (n *Node) catchUp(live []Meta) {
+	var from string
+	var max uint64
+	for _, m := range live {
+		if m.ID != n.cfg.ID && m.Epoch > max {
+			max, from = m.Epoch, m.ID
+		}
+	}
+	if max <= n.cur.Epoch {
+		n.behindSince = -1
+		return
+	}
+	if n.behindSince < 0 {
+		n.behindSince = n.ticks
+		return
+	}
+	if n.ticks-n.behindSince >= n.cfg.Retry && n.fetchFrom == "" {
+		n.event(CatchUp, fmt.Sprintf("epoch %d not streamed within %d ticks; fetching it from %s", max, n.ticks-n.behindSince, from))
+		n.fetchFrom, n.fetchAt, n.fetchOut = from, n.ticks, from
+	}
 }
 
 // lead is the leader's part: adopt the cluster's newest assignment, then

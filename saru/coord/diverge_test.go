@@ -85,3 +85,44 @@ func TestForgetDead(t *testing.T) {
 		t.Fatalf("after 3 ticks: %+v", p)
 	}
 }
+
+// TestFollowerCatchesUp: a follower whose leader stream delivers nothing
+// (say its gRPC port is unreachable) pulls the epoch that gossip says a
+// peer has, after Retry ticks.
+func TestFollowerCatchesUp(t *testing.T) {
+	n, err := coord.New(coord.Config{ID: "d2", Weight: 1, GRPC: "d2:7400", Buckets: 64, Seed: 7, JoinDelay: 30, Settle: 0, DrainConfirmTimeout: 20, Retry: 3, FastFailover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := []partition.Member{{ID: "d1", Weight: 1, State: partition.Active}, {ID: "d2", Weight: 1, State: partition.Active}}
+	empty, _ := partition.Empty(64)
+	a, _ := partition.Assign(empty, members)
+	a.Epoch = 5
+	n.PeerAlive(coord.Meta{ID: "d1", Weight: 1, State: partition.Active, Epoch: 5, Hash: coord.Fingerprint(a), GRPC: "d1:7400", Buckets: 64, Seed: 7})
+	if rd := n.Ready(); rd.Leader == nil || rd.Leader.ID != "d1" || rd.Fetch != "" {
+		t.Fatalf("first: leader %+v, fetch %q", rd.Leader, rd.Fetch)
+	}
+	for i := 0; i < 2; i++ {
+		n.Tick()
+		if rd := n.Ready(); rd.Fetch != "" {
+			t.Fatalf("fetch after %d ticks, before the stream had its chance", i+1)
+		}
+	}
+	n.Tick()
+	rd := n.Ready()
+	if rd.Fetch != "d1" {
+		t.Fatalf("after Retry ticks: fetch %q, want d1", rd.Fetch)
+	}
+	if r := n.Receive(a); r != "" {
+		t.Fatal(r)
+	}
+	for range 5 {
+		n.Tick()
+		if rd := n.Ready(); rd.Fetch != "" {
+			t.Fatalf("fetch %q after catching up", rd.Fetch)
+		}
+	}
+	if got := len(n.Owned()); got != 32 {
+		t.Fatalf("owns %d after catching up, want 32", got)
+	}
+}

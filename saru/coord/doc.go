@@ -24,6 +24,10 @@
 //     advertises, by asking the caller to fetch it from that peer.
 //   - An assignment is taken only if its epoch is newer than the current one
 //     and it is valid; otherwise it is dropped with DropStale or DropInvalid.
+//   - A follower normally gets assignments from the leader's stream; if
+//     gossip shows a peer with a newer epoch for Retry ticks, it fetches it
+//     from that peer (catch-up-fetch), so an unreachable stream cannot
+//     leave it behind.
 //   - Metadata carries a fingerprint of the director's assignment; a leader
 //     that sees a peer hold a different assignment of its own epoch (two
 //     leaders that did not see each other) issues the next epoch.
