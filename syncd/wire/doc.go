@@ -19,6 +19,15 @@
 // old one; a Keyring built by Rollover keeps accepting removed keys for a
 // grace period so peers reloaded at different moments still talk.
 //
+// # Decoding
+//
+// OpenPacket decodes any packet into the generated message, and
+// AppendEntries turns batches into entries. OpenData is the receive fast
+// path: a data packet in the canonical encoding (what Packer and
+// SealPacket produce) is decoded straight into entries; anything else is
+// left to the generic path, and a fuzz test holds the two to the same
+// answers.
+//
 // The package does no I/O and reads no clock; replay protection (sequence
 // numbers) is syncd/reliable's job.
 package wire
