@@ -64,6 +64,9 @@ func (c *Config) Validate() error {
 		if c.TTL < 0 || c.TTL > 255 {
 			return fmt.Errorf("ttl: %d not in 0-255", c.TTL)
 		}
+		if c.Group.IsLinkLocalMulticast() && c.Interface == "" {
+			return fmt.Errorf("interface: required for the link-local group %s", c.Group)
+		}
 		return nil
 	}
 	if !c.Listen.IsValid() {
