@@ -352,9 +352,15 @@ func (n *Node) Drain() error {
 	if n.self.State == partition.Draining {
 		return nil
 	}
+	// Another live director is active by its own word or by the current
+	// assignment (its gossip may lag the assignment stream).
+	assigned := map[string]bool{}
+	for _, m := range n.cur.Members {
+		assigned[m.ID] = m.State == partition.Active
+	}
 	others := false
-	for _, p := range n.peers {
-		if p.alive && p.meta.State == partition.Active {
+	for id, p := range n.peers {
+		if p.alive && p.meta.State != partition.Draining && (p.meta.State == partition.Active || assigned[id]) {
 			others = true
 		}
 	}
