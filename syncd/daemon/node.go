@@ -79,7 +79,7 @@ type Node struct {
 	peers       map[string]*peer
 	byAddr      map[netip.Addr]string
 	rejected    map[wire.Reason]uint64
-	results     map[table.Result]uint64
+	results     [table.Invalid + 1]uint64 // by table.Result
 	lastVersion uint64
 	packer      wire.Packer
 	sealer      *wire.Sealer
@@ -126,7 +126,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		inc: uint64(now.UnixNano()), start: now, ready: make(chan struct{}),
 		tab: table.New(now), snd: reliable.NewSender(cfg.Reliable),
 		peers: map[string]*peer{}, byAddr: map[netip.Addr]string{},
-		rejected: map[wire.Reason]uint64{}, results: map[table.Result]uint64{},
+		rejected:  map[wire.Reason]uint64{},
 		snapState: syncdpb.SnapshotState_SNAPSHOT_STATE_PENDING,
 		logLast:   map[string]time.Time{}, logSupp: map[string]int{},
 	}

@@ -173,7 +173,10 @@ func (n *Node) counters() counters {
 		c.rejected[r.String()] = v
 	}
 	for r, v := range n.results {
-		c.results[r.String()] = v
+		if r == 0 {
+			continue
+		}
+		c.results[table.Result(r).String()] = v
 	}
 	for id, p := range n.peers {
 		st := p.recv.Stats()
