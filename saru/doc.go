@@ -46,6 +46,15 @@
 // SIGTERM drains, then leaves, without recording the drain; SIGKILL is
 // handled by failure detection.
 //
+// # When only the saru process dies
+//
+// SIGKILL of saru on a host that stays up leaves its nftables table with the
+// last owned set: the director keeps accepting those buckets while the
+// survivors take them over, so they are accepted twice until saru restarts
+// (the systemd unit restarts it within seconds, and start replaces the table
+// with one owning nothing). A crashed or powered-off host has no such
+// window.
+//
 // # Network partitions (no quorum)
 //
 // There is deliberately no majority quorum: the most common deployment has

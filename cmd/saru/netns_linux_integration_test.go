@@ -324,6 +324,57 @@ func BenchmarkFailoverNetns(b *testing.B) {
 	}
 }
 
+// listen runs a TCP service on the VIP in director i's namespace that
+// answers with the director's id.
+func (l *netnsLab) listen(i int) {
+	t := l.t
+	cmd := exec.Command("ip", "netns", "exec", l.ns(i), "socat", "TCP-LISTEN:80,bind=10.78.0.100,fork,reuseaddr", fmt.Sprintf("SYSTEM:echo d%d", i))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("socat in d%d: %v", i, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
+// client creates the client namespace on the hub (once).
+func (l *netnsLab) client() string {
+	ns := l.pfx + "-cl"
+	if _, err := os.Stat("/run/netns/" + ns); err != nil {
+		sh(l.t, "ip", "netns", "add", ns)
+		sh(l.t, "ip", "-n", l.hub, "link", "add", "hc", "type", "veth", "peer", "name", "eth0", "netns", ns)
+		sh(l.t, "ip", "-n", l.hub, "link", "set", "hc", "master", "br0", "up")
+		sh(l.t, "ip", "-n", ns, "addr", "add", "10.78.0.99/24", "dev", "eth0")
+		sh(l.t, "ip", "-n", ns, "link", "set", "eth0", "up")
+		sh(l.t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	return ns
+}
+
+// traffic connects to the VIP from each source port and checks that the
+// director who answers is the one WhoOwns names (asked at director via).
+func (l *netnsLab) traffic(t *testing.T, via int, ports []int) {
+	t.Helper()
+	cl := l.client()
+	for _, p := range ports {
+		out, err := exec.Command("ip", "netns", "exec", cl, "socat", "-T", "2", "-", fmt.Sprintf("TCP:10.78.0.100:80,sourceport=%d,reuseaddr,connect-timeout=2", p)).Output()
+		got := strings.TrimSpace(string(out))
+		if err != nil || got == "" {
+			t.Errorf("source port %d: no answer: %v", p, err)
+			continue
+		}
+		who, err := l.saructl(via, "-o", "json", "who-owns", fmt.Sprintf("10.78.0.99:%d", p), "--dst", "10.78.0.100:80")
+		var w struct {
+			Bucket uint32 `json:"bucket"`
+			Owner  string `json:"owner"`
+		}
+		if err != nil || json.Unmarshal([]byte(who), &w) != nil {
+			t.Fatalf("who-owns: %v %s", err, who)
+		}
+		if got != w.Owner {
+			t.Errorf("source port %d (bucket %d): answered by %s, owner is %s", p, w.Bucket, got, w.Owner)
+		}
+	}
+}
+
 func TestIntegrationNetnsDirectors(t *testing.T) {
 	l := newNetnsLab(t)
 	for i := 1; i <= 3; i++ {
@@ -339,6 +390,17 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 				t.Errorf("d%d eth0:\n%s%s", i, link, addr)
 			}
 		}
+	})
+
+	for i := 1; i <= 3; i++ {
+		l.listen(i)
+	}
+	t.Run("traffic-follows-the-assignment", func(t *testing.T) {
+		var ports []int
+		for k := range 12 {
+			ports = append(ports, 41000+k*5)
+		}
+		l.traffic(t, 1, ports)
 	})
 
 	t.Run("counters", func(t *testing.T) {
@@ -361,6 +423,17 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		}
 		t.Logf("d3's %d buckets in the survivors' kernel sets %s after kill -9", len(before), time.Since(start).Round(time.Millisecond))
 		l.settle(10*time.Second, 1, 2)
+		// A killed saru leaves its last owned set in the kernel until it is
+		// restarted (systemd restarts it; Open then installs an empty set),
+		// so take d3 off the LAN as a crashed or powered-off director is,
+		// then check that new connections reach the survivors that own
+		// their buckets.
+		sh(t, "ip", "-n", l.ns(3), "link", "set", "eth0", "down")
+		var ports []int
+		for k := range 12 {
+			ports = append(ports, 42000+k*5)
+		}
+		l.traffic(t, 2, ports)
 	})
 
 	t.Run("drain-undrain", func(t *testing.T) {
@@ -375,6 +448,7 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		if err := l.kernelCovered(1); err != nil {
 			t.Fatalf("d1 alone: %v", err)
 		}
+		l.traffic(t, 2, []int{43000, 43005, 43010, 43015, 43020, 43025})
 		out, err = l.saructl(2, "--token-file", tok, "undrain", "d2")
 		if err != nil || !strings.Contains(out, "d2 active at epoch") {
 			t.Fatalf("undrain d2: %v\n%s", err, out)
@@ -385,6 +459,12 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 	t.Run("fourth-joins", func(t *testing.T) {
 		l.start(4, "1s")
 		l.settle(20*time.Second, 1, 2, 4)
+		l.listen(4)
+		var ports []int
+		for k := range 12 {
+			ports = append(ports, 44000+k*5)
+		}
+		l.traffic(t, 4, ports)
 	})
 
 	t.Run("sigterm-drains-leaves-and-removes-the-table", func(t *testing.T) {
