@@ -49,11 +49,11 @@
 // # When only the saru process dies
 //
 // SIGKILL of saru on a host that stays up leaves its nftables table with the
-// last owned set: the director keeps accepting those buckets while the
-// survivors take them over, so they are accepted twice until saru restarts
-// (the systemd unit restarts it within seconds, and start replaces the table
-// with one owning nothing). A crashed or powered-off host has no such
-// window.
+// last owned set, so the director would keep accepting those buckets while
+// the survivors take them over. The systemd unit's ExecStopPost flushes the
+// owned set when saru dies (the director then accepts nothing), and the
+// restart replaces the table with one owning nothing until it has joined.
+// Without that unit, whatever supervises saru must do the same.
 //
 // # Network partitions (no quorum)
 //
