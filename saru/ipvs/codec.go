@@ -404,7 +404,9 @@ func encodeDaemon(ae *netlink.AttributeEncoder, d SyncDaemon) {
 		}
 	}
 	if d.Port != 0 {
-		ae.Bytes(daemonAttrMcastPort, be16(d.Port))
+		// Unlike service and destination ports, the kernel reads this one
+		// in host byte order (nla_get_u16 in ip_vs_genl_new_daemon).
+		ae.Uint16(daemonAttrMcastPort, d.Port)
 	}
 	if d.TTL != 0 {
 		ae.Uint8(daemonAttrMcastTTL, d.TTL)
@@ -433,9 +435,7 @@ func decodeDaemon(ad *netlink.AttributeDecoder) (SyncDaemon, error) {
 				d.Group = netip.AddrFrom16([16]byte(b))
 			}
 		case daemonAttrMcastPort:
-			if b := ad.Bytes(); len(b) == 2 {
-				d.Port = binary.BigEndian.Uint16(b)
-			}
+			d.Port = ad.Uint16()
 		case daemonAttrMcastTTL:
 			d.TTL = ad.Uint8()
 		}

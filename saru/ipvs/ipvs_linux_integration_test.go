@@ -233,7 +233,7 @@ func testSyncDaemons(t *testing.T) {
 		}
 	}
 	out := ipvsadm(t, "--list", "--daemon")
-	for _, want := range []string{"master sync daemon (mcast=ipvssync0, syncid=9", "backup sync daemon (mcast=ipvssync0, syncid=9"} {
+	for _, want := range []string{"master sync daemon (mcast=ipvssync0, syncid=9", "backup sync daemon (mcast=ipvssync0, syncid=9", "port=8850"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ipvsadm --list --daemon lacks %q:\n%s", want, out)
 		}
