@@ -25,8 +25,11 @@ tools:
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GRPC_VERSION)
 	$(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
+# proto regenerates the Go code and the commented descriptor set that the
+# gRPC server embeds (so `grpcurl describe` shows the .proto comments).
 proto:
 	buf generate
+	$(GO) generate ./proto/...
 
 # lint: formatting, vet, buf lint, and generated code in step with the .proto files.
 lint:
@@ -34,7 +37,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	buf lint
-	buf generate
+	$(MAKE) --no-print-directory proto
 	@git diff --exit-code -- proto || { echo "buf generate changed proto/: commit the generated code"; exit 1; }
 
 # test: everything CI runs: lint, unit and property tests, host-namespace
