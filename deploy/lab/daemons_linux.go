@@ -266,7 +266,7 @@ func (l *Lab) startSyncd(ctx context.Context, d *Director) error {
 	if d.syncd, err = startProc(d.NS, d.ID+" syncd", filepath.Join(l.work, d.ID+"-syncd.log"), l.bins.syncd, "-config", sc); err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, d.NS, d.SyncdAddr(), 10*time.Second); err != nil {
+	if err := waitTCP(ctx, d.NS, d.SyncdAddr(), 30*time.Second); err != nil {
 		return fmt.Errorf("%s syncd not serving on %s: %w\n%s", d.ID, d.SyncdAddr(), err, d.syncd.tail(15))
 	}
 	return nil
@@ -281,7 +281,7 @@ func (l *Lab) startSaru(ctx context.Context, d *Director, joinDelay time.Duratio
 	if d.saru, err = startProc(d.NS, d.ID+" saru", filepath.Join(l.work, d.ID+"-saru.log"), l.bins.saru, "-config", cc); err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, d.NS, d.SaruAddr(), 10*time.Second); err != nil {
+	if err := waitTCP(ctx, d.NS, d.SaruAddr(), 30*time.Second); err != nil {
 		return fmt.Errorf("%s saru not serving on %s: %w\n%s", d.ID, d.SaruAddr(), err, d.saru.tail(15))
 	}
 	return nil
@@ -314,7 +314,7 @@ func waitTCP(ctx context.Context, ns, addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	var last error
 	for time.Now().Before(deadline) {
-		c, err := dialIn(ctx, ns, addr, 500*time.Millisecond)
+		c, err := dialIn(ctx, ns, addr, 2*time.Second)
 		if err == nil {
 			c.Close()
 			return nil

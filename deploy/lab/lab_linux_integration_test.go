@@ -114,14 +114,20 @@ func TestIntegrationScenarios(t *testing.T) {
 		})
 		for _, tc := range []struct {
 			name string
-			min  int // connections at least
-			fo   bool
+			mode Mode
+			min  int  // connections at least
+			fo   bool // failover_ms is measured
 		}{
-			{"spread", 300, false},
-			{"crash", 500, true},
+			{"spread", ModeDR, 300, false},
+			{"crash", ModeDR, 500, true},
+			{"rolling-maintenance", ModeDR, 200, true},
+			{"join", ModeDR, 200, true},
+			{"inspection", ModeDR, 50, false},
+			{"lossy-sync", ModeDR, 500, true},
+			{"crash", ModeNAT, 500, true},
 		} {
-			t.Run(tc.name+"-dr", func(t *testing.T) {
-				r := runScenario(t, tc.name, ScenarioOptions{Mode: ModeDR})
+			t.Run(tc.name+"-"+string(tc.mode), func(t *testing.T) {
+				r := runScenario(t, tc.name, ScenarioOptions{Mode: tc.mode})
 				if r.Error != "" {
 					t.Errorf("%s: %s", tc.name, r.Error)
 				}

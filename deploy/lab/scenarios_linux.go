@@ -110,7 +110,7 @@ func RunScenario(ctx context.Context, name string, so ScenarioOptions) Result {
 			return fmt.Errorf("topology: %w", err)
 		}
 		defer func() {
-			if err != nil {
+			if err != nil || os.Getenv("SARULAB_DEBUG") != "" {
 				l.dumpLogs(so.Out)
 			}
 			l.Close()

@@ -133,7 +133,12 @@ func Tour(ctx context.Context, to TourOptions) error {
 		return err
 	}
 	fmt.Fprintf(w, "\n  $ ip netns exec %s saructl undrain %s\n", d3.NS, d3.ID)
-	fmt.Fprintf(w, "    %s\n", l.saructl(ctx, d3, "undrain", d3.ID))
+	out := l.saructl(ctx, d3, "undrain", d3.ID)
+	for start := time.Now(); strings.Contains(out, "starting") && time.Since(start) < time.Minute; {
+		time.Sleep(500 * time.Millisecond) // the restarted director is still joining
+		out = l.saructl(ctx, d3, "undrain", d3.ID)
+	}
+	fmt.Fprintf(w, "    %s\n", out)
 	if _, _, err := c.waitSettled(ctx, alive, alive, 60*time.Second); err != nil {
 		fmt.Fprintf(w, "  ! %v\n", err)
 	}
