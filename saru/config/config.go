@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/partition"
+	"github.com/saru-lb/saru/saru/services"
 )
 
 // Raw is the configuration file as written. Durations are Go duration
@@ -69,12 +72,41 @@ type Raw struct {
 	LogLevel string `yaml:"log_level"`
 }
 
-// RawService is one virtual service as written.
+// RawService is one virtual service as written. VIP, Protocol, Port and
+// Sense say which packets the filter splits into buckets. The other fields
+// are the service's IPVS side, with the names and meaning of package
+// saru/services (ipvsadm and ldirectord semantics); a service that sets none
+// of them is not an IPVS service and saru leaves IPVS alone for it.
 type RawService struct {
 	VIP      string `yaml:"vip"`
 	Protocol string `yaml:"protocol"`
 	Port     int    `yaml:"port"`
 	Sense    string `yaml:"sense"`
+
+	// Name labels the service in errors and logs.
+	Name string `yaml:"name"`
+	// FWMark makes the IPVS service select packets by firewall mark (the
+	// family is the VIP's); VIP, Protocol and Port still drive the filter.
+	FWMark uint32 `yaml:"fwmark"`
+	// Scheduler is rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh, sed,
+	// nq, mh, fo or ovf.
+	Scheduler          string   `yaml:"scheduler"`
+	SchedulerFlags     []string `yaml:"scheduler_flags"`
+	OnePacket          bool     `yaml:"one_packet"`
+	PersistenceTimeout int64    `yaml:"persistence_timeout"`
+	PersistenceNetmask string   `yaml:"persistence_netmask"`
+	// Forwarding is the real servers' default: route (default), masq or
+	// tunnel.
+	Forwarding string `yaml:"forwarding"`
+	// RealServers with weights (0 = quiescent) and thresholds. An empty
+	// list ("real_servers: []") makes an IPVS service with no real servers.
+	RealServers []services.RealServerConfig `yaml:"real_servers"`
+}
+
+// IsIPVS reports whether the service has an IPVS side.
+func (s RawService) IsIPVS() bool {
+	return s.RealServers != nil || s.FWMark != 0 || s.Scheduler != "" || len(s.SchedulerFlags) > 0 || s.OnePacket ||
+		s.PersistenceTimeout != 0 || s.PersistenceNetmask != "" || s.Forwarding != ""
 }
 
 // Service is a checked virtual service.
@@ -85,6 +117,12 @@ type Service struct {
 	// Port 0 means every port.
 	Port  uint16
 	Sense partition.Sense
+	// Name is the configured label (may be empty).
+	Name string
+	// IPVS is the service's IPVS side: one entry per IPVS service (protocol
+	// "both" gives a tcp and a udp service; a fwmark service is one), nil
+	// when the service is for the filter only.
+	IPVS []ipvs.Entry
 }
 
 // Config is a checked configuration with defaults filled in.
@@ -212,6 +250,7 @@ func For(r Raw) (Config, error) {
 	if len(r.Services) == 0 {
 		errs = append(errs, ferr("services", "[]", "at least one virtual service is required"))
 	}
+	ipvsSeen := map[ipvs.ServiceID]int{}
 	for i, s := range r.Services {
 		f := fmt.Sprintf("services[%d]", i)
 		var svc Service
@@ -237,10 +276,26 @@ func For(r Raw) (Config, error) {
 			errs = append(errs, ferr(f+".sense", s.Sense, "want src-port, dst-port, src-addr, dst-addr or src-addr+src-port"))
 		}
 		svc.Sense = sense
+		overlap := false
 		for j, o := range c.Services {
 			if o.VIP == svc.VIP && o.Port == svc.Port && (o.Protocol == svc.Protocol || o.Protocol == "both" || svc.Protocol == "both") {
 				errs = append(errs, ferr(f, s.VIP, "overlaps services[%d]", j))
+				overlap = true
 			}
+		}
+		svc.Name = s.Name
+		if s.IsIPVS() && svc.VIP.IsValid() && svc.Protocol != "" && !overlap {
+			entries, err := ipvsEntries(f, s, svc)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for _, e := range entries {
+				if j, dup := ipvsSeen[e.Service.Key()]; dup {
+					errs = append(errs, ferr(f+".fwmark", s.FWMark, "IPVS service %s is already defined by services[%d]", e.Service.ServiceID, j))
+				}
+				ipvsSeen[e.Service.Key()] = i
+			}
+			svc.IPVS = entries
 		}
 		c.Services = append(c.Services, svc)
 	}
@@ -329,6 +384,56 @@ func For(r Raw) (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// ipvsEntries checks the IPVS side of service f (whose VIP, protocol and
+// port are valid) with package services and returns its IPVS services.
+func ipvsEntries(f string, s RawService, svc Service) ([]ipvs.Entry, error) {
+	sc := services.Config{Name: s.Name, Scheduler: s.Scheduler, SchedulerFlags: s.SchedulerFlags, OnePacket: s.OnePacket,
+		PersistenceTimeout: s.PersistenceTimeout, PersistenceNetmask: s.PersistenceNetmask, Forwarding: s.Forwarding,
+		RealServers: s.RealServers}
+	if s.FWMark != 0 {
+		sc.FWMark, sc.Family = s.FWMark, ipvs.FamilyOf(svc.VIP).String()
+		e, err := sc.Entry(f)
+		if err != nil {
+			return nil, err
+		}
+		return []ipvs.Entry{e}, nil
+	}
+	if svc.Port == 0 && s.PersistenceTimeout == 0 {
+		return nil, ferr(f+".port", 0, "an IPVS service on every port needs persistence_timeout, as in ipvsadm")
+	}
+	protos := []string{svc.Protocol}
+	if svc.Protocol == "both" {
+		protos = []string{"tcp", "udp"}
+	}
+	var out []ipvs.Entry
+	var errs []error
+	for _, p := range protos {
+		sc.Protocol, sc.Address = p, netip.AddrPortFrom(svc.VIP, svc.Port).String()
+		e, err := sc.Entry(f)
+		if err != nil {
+			errs = append(errs, err)
+			break // the second protocol would repeat the same errors
+		}
+		out = append(out, e)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// IPVS returns the IPVS table the configuration describes: every service's
+// IPVS side, sorted by service and destination (empty when no service has
+// one).
+func (c Config) IPVS() []ipvs.Entry {
+	var out []ipvs.Entry
+	for _, s := range c.Services {
+		out = append(out, s.IPVS...)
+	}
+	slices.SortFunc(out, func(a, b ipvs.Entry) int { return a.Service.Compare(b.Service.ServiceID) })
+	return out
 }
 
 // Ticks converts a duration to a tick count, rounding up.

@@ -3,11 +3,13 @@ package config_test
 import (
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/saru-lb/saru/saru/config"
+	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/partition"
 )
 
@@ -107,5 +109,103 @@ func TestDeployExample(t *testing.T) {
 	}
 	if c.ID != "dir1" || len(c.Services) != 2 || c.Buckets != 4096 || c.SyncdAddress == "" {
 		t.Fatalf("deploy example: %+v", c)
+	}
+}
+
+func TestIPVSServices(t *testing.T) {
+	c, err := load(t, "ipvs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Services) != 4 || c.Services[0].Name != "web" || c.Services[3].IPVS != nil {
+		t.Fatalf("services: %+v", c.Services)
+	}
+	web := c.Services[0].IPVS
+	wantWeb := ipvs.Entry{
+		Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
+			Scheduler: "wlc", NetmaskBits: 32},
+		Destinations: []ipvs.Destination{
+			{Address: netip.MustParseAddrPort("10.0.1.1:8080"), Forward: ipvs.ForwardMasq, Weight: 3, UpperThreshold: 100, LowerThreshold: 10},
+			{Address: netip.MustParseAddrPort("10.0.1.2:8080"), Forward: ipvs.ForwardMasq, Weight: 0},
+		},
+	}
+	if len(web) != 1 || !reflect.DeepEqual(web[0], wantWeb) {
+		t.Errorf("web: %+v\nwant %+v", web, wantWeb)
+	}
+	dns := c.Services[1].IPVS
+	if len(dns) != 2 || dns[0].Service.Protocol != ipvs.ProtocolTCP || dns[1].Service.Protocol != ipvs.ProtocolUDP {
+		t.Fatalf("protocol both should give a tcp and a udp service: %+v", dns)
+	}
+	for _, e := range dns {
+		s := e.Service
+		if s.Scheduler != "sh" || s.Flags != ipvs.FlagPersistent|ipvs.FlagSched2 || s.Timeout != 300 || s.NetmaskBits != 24 ||
+			len(e.Destinations) != 1 || e.Destinations[0].Address != netip.MustParseAddrPort("10.0.2.1:53") || e.Destinations[0].Forward != ipvs.ForwardRoute || e.Destinations[0].Weight != 1 {
+			t.Errorf("dns %s: %+v", s.ServiceID, e)
+		}
+	}
+	marked := c.Services[2].IPVS
+	if len(marked) != 1 || marked[0].Service.FWMark != 7 || marked[0].Service.Family != ipvs.FamilyIPv6 || marked[0].Service.NetmaskBits != 64 || len(marked[0].Destinations) != 0 {
+		t.Errorf("fwmark: %+v", marked)
+	}
+	table := c.IPVS()
+	if len(table) != 4 {
+		t.Fatalf("IPVS table has %d services, want 4", len(table))
+	}
+	for i := 1; i < len(table); i++ {
+		if table[i-1].Service.Compare(table[i].Service.ServiceID) >= 0 {
+			t.Errorf("IPVS table not sorted: %s before %s", table[i-1].Service.ServiceID, table[i].Service.ServiceID)
+		}
+	}
+}
+
+// TestFilterOnlyConfigsUnchanged: configurations written before services
+// had an IPVS side describe no IPVS services.
+func TestFilterOnlyConfigsUnchanged(t *testing.T) {
+	for _, name := range []string{"good.yaml", "minimal.yaml"} {
+		c, err := load(t, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.IPVS(); len(got) != 0 {
+			t.Errorf("%s: IPVS %+v", name, got)
+		}
+	}
+}
+
+func TestIPVSBadInput(t *testing.T) {
+	head := "node: {id: d1}\nhash_seed: '1'\nservices:\n"
+	for _, tc := range []struct {
+		name, services string
+		want           []string
+	}{
+		{"unknown scheduler", "  - {vip: 192.0.2.1, port: 80, scheduler: fastest}\n", []string{`services[0].scheduler: service tcp 192.0.2.1:80: unknown scheduler "fastest"`}},
+		{"weight out of range", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1}, {address: 10.0.0.2, weight: 3000000000}]}\n",
+			[]string{"services[0].real_servers[1].weight: service tcp 192.0.2.1:80: 3000000000 out of range"}},
+		{"negative weight", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1, weight: -1}]}\n", []string{"services[0].real_servers[0].weight"}},
+		{"persistence out of range", "  - {vip: 192.0.2.1, port: 80, persistence_timeout: 99999999}\n", []string{"services[0].persistence_timeout"}},
+		{"netmask without persistence", "  - {vip: 192.0.2.1, port: 80, persistence_netmask: /24}\n", []string{"services[0].persistence_netmask"}},
+		{"family of a real server", "  - {vip: 192.0.2.1, port: 80, forwarding: masq, real_servers: [{address: '[2001:db8::1]:80'}]}\n", []string{"services[0].real_servers[0].address", "inet6 but the service is inet"}},
+		{"forwarding", "  - {vip: 192.0.2.1, port: 80, forwarding: teleport}\n", []string{"services[0].forwarding"}},
+		{"duplicate real server", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1:80}, {address: 10.0.0.1}]}\n", []string{"services[0].real_servers[1].address"}},
+		{"every port without persistence", "  - {vip: 192.0.2.1, port: 0, scheduler: rr}\n", []string{"services[0].port: invalid value \"0\""}},
+		{"duplicate fwmark", "  - {vip: 192.0.2.1, port: 80, fwmark: 3}\n  - {vip: 192.0.2.2, port: 80, fwmark: 3}\n", []string{"services[1].fwmark", "already defined by services[0]"}},
+		{"bad second service", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1}]}\n  - {vip: 192.0.2.1, port: 81, protocol: both, scheduler: mh, scheduler_flags: [sh-port]}\n",
+			[]string{"services[1].scheduler_flags"}},
+		{"unknown field", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1, wieght: 2}]}\n", []string{"field wieght not found"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := config.Parse([]byte(head + tc.services))
+			if err == nil {
+				_, err = config.For(r)
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
 	}
 }

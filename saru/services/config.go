@@ -142,6 +142,18 @@ func parseFamily(s string) (ipvs.Family, error) {
 	return 0, fmt.Errorf("unknown address family %q (want inet or inet6)", s)
 }
 
+// Entry validates one service and returns its IPVS entry, destinations
+// sorted by address. field names the service in errors (e.g. "services[2]");
+// the error joins a [*FieldError] for every bad field.
+func (c Config) Entry(field string) (ipvs.Entry, error) {
+	e, errs := c.entry(field)
+	if len(errs) > 0 {
+		return ipvs.Entry{}, errors.Join(errs...)
+	}
+	slices.SortFunc(e.Destinations, func(a, b ipvs.Destination) int { return a.Address.Compare(b.Address) })
+	return e, nil
+}
+
 // entry validates one service; it returns every error found.
 func (c Config) entry(field string) (ipvs.Entry, []error) {
 	var errs []error
