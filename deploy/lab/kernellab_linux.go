@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -42,7 +43,13 @@ func RunInKernelLab(ctx context.Context, o KernelLabOptions) (int, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Minute
 	}
-	spec := kernellab.Spec{Timeout: o.Timeout, MemoryMB: 2048, CPUs: 2, Output: o.Out}
+	var out io.Writer
+	if o.Out != nil {
+		lf := &consoleFilter{w: o.Out}
+		defer lf.flush()
+		out = lf
+	}
+	spec := kernellab.Spec{Timeout: o.Timeout, MemoryMB: 2048, CPUs: 2, Output: out}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "SARULAB_") {
 			spec.Env = append(spec.Env, kv)
@@ -89,4 +96,47 @@ func RunInKernelLab(ctx context.Context, o KernelLabOptions) (int, error) {
 
 func shellWord(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// consoleFilter passes the guest console through line by line, without
+// the firmware's and the kernel's own chatter (terminal control sequences,
+// SeaBIOS banner, power-down message).
+type consoleFilter struct {
+	w       io.Writer
+	partial []byte
+}
+
+func (f *consoleFilter) Write(p []byte) (int, error) {
+	f.partial = append(f.partial, p...)
+	for {
+		i := bytes.IndexByte(f.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(f.partial[:i+1])
+		f.partial = f.partial[i+1:]
+		if consoleNoise(line) {
+			continue
+		}
+		if _, err := io.WriteString(f.w, line); err != nil {
+			return len(p), err
+		}
+	}
+}
+
+func (f *consoleFilter) flush() {
+	if len(f.partial) > 0 && !consoleNoise(string(f.partial)) {
+		f.w.Write(f.partial)
+	}
+	f.partial = nil
+}
+
+// consoleNoise reports lines that are not the guest program's output.
+func consoleNoise(line string) bool {
+	switch {
+	case strings.Contains(line, "SeaBIOS"), strings.HasPrefix(line, "Booting from ROM"),
+		strings.Contains(line, "reboot: Power down"), strings.Contains(line, "\x1b["):
+		return true
+	}
+	return false
 }

@@ -63,6 +63,10 @@ func Tour(ctx context.Context, to TourOptions) error {
 	if err != nil {
 		return err
 	}
+	if l.opts.ProbeInterval > 0 {
+		fmt.Fprintf(w, "Gossip: probe every %v, timeout %v, suspicion x%d (tolerant of the emulated CPUs; failover is slower than on real hardware)\n",
+			l.opts.ProbeInterval, l.opts.ProbeTimeout, l.opts.SuspicionMult)
+	}
 	defer l.Close()
 	step(w, 1, "bring the mesh up: syncd and saru on every director")
 	c, err := l.Up(ctx)
@@ -176,7 +180,11 @@ func Tour(ctx context.Context, to TourOptions) error {
 	fmt.Fprintf(w, "  crash failover:    %.0f ms (kill -9 %s to every survivor applying)\n", crash.FailoverMS, victim.ID)
 	fmt.Fprintf(w, "  drain:             %.0f ms (%s)\n", drainMS, d3.ID)
 	fmt.Fprintf(w, "  streams:           %d connections, %d lost, stall p50 %.0f ms, p99 %.0f ms\n", res.Connections, res.Lost, res.StallP50, res.StallP99)
-	fmt.Fprintf(w, "  logs and configs:  %s\n", l.WorkDir())
+	where := ""
+	if to.InKernelLab {
+		where = " (inside the VM: gone when it stops)"
+	}
+	fmt.Fprintf(w, "  logs and configs:  %s%s\n", l.WorkDir(), where)
 	if to.Once {
 		fmt.Fprintf(w, "\n--once: tearing the mesh down.\n")
 		return nil
