@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -426,25 +425,8 @@ func TestBadConfigExitsNonZero(t *testing.T) {
 	}
 	os.WriteFile(path, []byte("node: {id: d1}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '5'\n"), 0o600)
 	out, err = exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-check").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ok (node d1, 1 services, 4096 buckets)") {
+	if err != nil || !strings.Contains(string(out), "ok (node d1, 1 services, 0 IPVS services, 4096 buckets)") {
 		t.Fatalf("good config: %v\n%s", err, out)
-	}
-}
-
-func TestNotifySocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", path)
-	notify(slog.Default(), "READY=1\nSTATUS=serving")
-	buf := make([]byte, 256)
-	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-	n, err := conn.Read(buf)
-	if err != nil || string(buf[:n]) != "READY=1\nSTATUS=serving" {
-		t.Fatalf("notify: %q %v", buf[:n], err)
 	}
 }
 

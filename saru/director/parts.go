@@ -1,0 +1,206 @@
+package director
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+
+	"github.com/saru-lb/saru/filter"
+	"github.com/saru-lb/saru/filter/sharedmac"
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+	"github.com/saru-lb/saru/saru/config"
+)
+
+// Notify sends a systemd readiness notification when run under systemd
+// (Type=notify): a datagram to $NOTIFY_SOCKET. Without it, it does nothing.
+func Notify(log *slog.Logger, state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if strings.HasPrefix(path, "@") {
+		path = "\x00" + path[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		log.Warn("sd_notify", "err", err)
+		return
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(state)); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+}
+
+// readToken reads the bearer token for drain and undrain.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("grpc.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("grpc.token_file %s: token must be at least 16 characters", path)
+	}
+	return tok, nil
+}
+
+// readGossipKey reads memberlist's encryption key.
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gossip.key_file: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+		return nil, fmt.Errorf("gossip.key_file %s: want a base64 16, 24 or 32-byte key", path)
+	}
+	return key, nil
+}
+
+func tlsCreds(cfg config.Config) (server, client credentials.TransportCredentials, err error) {
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("grpc.cert_file/key_file: %w", err)
+	}
+	st := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	ct := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	if cfg.ClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.ClientCAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("grpc.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("grpc.client_ca_file %s: no PEM certificates", cfg.ClientCAFile)
+		}
+		// Reads stay open; a verified client certificate authorises drain
+		// and undrain.
+		st.ClientAuth, st.ClientCAs = tls.VerifyClientCertIfGiven, pool
+		ct.RootCAs = pool
+	}
+	return credentials.NewTLS(st), credentials.NewTLS(ct), nil
+}
+
+// setupInterface gives the interface the shared MAC (when configured) and
+// the VIPs, and reports kernel settings that break a shared-MAC director.
+// The returned function removes the VIPs.
+func setupInterface(ctx context.Context, cfg config.Config, log *slog.Logger) (func(), error) {
+	h, err := sharedmac.Dial()
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
+	}
+	if cfg.SharedMAC != nil {
+		if err := h.SetMAC(ctx, cfg.Interface, cfg.SharedMAC); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("shared_mac: %w", err)
+		}
+	}
+	var vips []netip.Addr
+	var prefixes []netip.Prefix
+	for _, s := range cfg.Services {
+		if !slices.Contains(vips, s.VIP) {
+			vips = append(vips, s.VIP)
+			prefixes = append(prefixes, netip.PrefixFrom(s.VIP, s.VIP.BitLen()))
+		}
+	}
+	if err := h.AddVIPs(ctx, cfg.Interface, prefixes); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
+	}
+	problems, err := h.Check(ctx, cfg.Interface, vips)
+	if err != nil {
+		log.Warn("check interface settings", "interface", cfg.Interface, "err", err)
+	}
+	for _, p := range problems {
+		lvl := slog.LevelWarn
+		if p.Severity == sharedmac.Fatal {
+			lvl = slog.LevelError
+		}
+		log.Log(ctx, lvl, "interface setting", "interface", cfg.Interface, "problem", p.String())
+	}
+	log.Info("interface ready", "interface", cfg.Interface, "vips", len(prefixes), "shared_mac", cfg.SharedMAC.String())
+	return func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := h.RemoveVIPs(rctx, cfg.Interface, prefixes); err != nil {
+			log.Error("remove VIPs", "err", err)
+		}
+		h.Close()
+	}, nil
+}
+
+// FilterConfig is the filter configuration the director's services give.
+func FilterConfig(cfg config.Config) (filter.Config, error) {
+	fc := filter.Config{Buckets: cfg.Buckets, Seed: cfg.Seed}
+	for i, s := range cfg.Services {
+		p, err := filter.ParseProtocol(s.Protocol)
+		if err != nil {
+			return filter.Config{}, fmt.Errorf("services[%d].protocol: %w", i, err)
+		}
+		sense, err := filter.ParseSense(s.Sense.String())
+		if err != nil {
+			return filter.Config{}, fmt.Errorf("services[%d].sense: %w", i, err)
+		}
+		fc.Services = append(fc.Services, filter.Service{VIP: s.VIP, Protocol: p, Port: s.Port, Sense: sense})
+	}
+	return fc, nil
+}
+
+// nftFilter adapts package filter to node.Filter.
+type nftFilter struct {
+	f       *filter.Filter
+	buckets int
+}
+
+func openFilter(ctx context.Context, cfg config.Config, log *slog.Logger) (*nftFilter, error) {
+	fc, err := FilterConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f, err := filter.Open(ctx, fc, filter.WithLogger(log.With("component", "filter")))
+	if err != nil {
+		return nil, fmt.Errorf("install filter: %w", err)
+	}
+	return &nftFilter{f: f, buckets: cfg.Buckets}, nil
+}
+
+func (a *nftFilter) Apply(ctx context.Context, owned []uint32) error {
+	s, err := filter.NewBucketSet(a.buckets, owned...)
+	if err != nil {
+		return err
+	}
+	return a.f.Apply(ctx, s)
+}
+
+func (a *nftFilter) Counters(ctx context.Context) ([]*sarupb.RuleCounter, error) {
+	rs, err := a.f.Counters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*sarupb.RuleCounter, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, &sarupb.RuleCounter{Chain: r.Chain, Handle: r.Handle, Description: r.Description, Packets: r.Packets, Bytes: r.Bytes})
+	}
+	return out, nil
+}
+
+// nullFilter installs nothing (Options.NoFilter).
+type nullFilter struct{}
+
+func (nullFilter) Apply(context.Context, []uint32) error { return nil }
+func (nullFilter) Counters(context.Context) ([]*sarupb.RuleCounter, error) {
+	return nil, errors.New("no filter installed (-no-filter)")
+}
