@@ -37,8 +37,8 @@ func main() {
 }
 
 type common struct {
-	mode, binDir, grpcurl, kernelLab string
-	inKernelLab                      bool
+	mode, binDir, grpcurl, kernelLab, gossip string
+	inKernelLab                              bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -47,6 +47,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.grpcurl, "grpcurl", "", "grpcurl binary (default: $(go env GOPATH)/bin/grpcurl, then $PATH)")
 	fs.StringVar(&c.kernelLab, "kernel-lab", "auto", "run inside the QEMU kernel lab: auto (when this kernel has no IPVS), always or never")
 	fs.BoolVar(&c.inKernelLab, "in-kernel-lab", false, "set by sarulab itself inside the kernel lab's guest")
+	fs.StringVar(&c.gossip, "gossip", "", "saru's memberlist timings as interval/timeout/suspicion-mult, e.g. 100ms/50ms/2 (default: saru's own; 500ms/400ms/4 in the kernel lab)")
 }
 
 func (c *common) fill() error {
@@ -78,6 +79,10 @@ func (c *common) fill() error {
 		} else if p, err := exec.LookPath("grpcurl"); err == nil {
 			c.grpcurl = p
 		}
+	}
+	if c.gossip != "" {
+		// Read by deploy/lab, and passed on into the kernel lab's guest.
+		os.Setenv("SARULAB_GOSSIP", c.gossip)
 	}
 	if c.grpcurl != "" {
 		// deploy/lab finds grpcurl next to the other binaries or on $PATH.
