@@ -136,6 +136,10 @@ func run(args []string) (int, error) {
 
 func inLab(ctx context.Context, c common, args []string) (int, error) {
 	code, err := lab.RunInKernelLab(ctx, lab.KernelLabOptions{BinDir: c.binDir, Grpcurl: c.grpcurl, Args: args, Out: os.Stdout})
+	if ctx.Err() != nil {
+		fmt.Println("\ninterrupted: the kernel lab's VM is stopped, and the mesh with it (everything ran inside it).")
+		return 130, nil
+	}
 	if err != nil {
 		return 1, err
 	}
