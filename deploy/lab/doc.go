@@ -49,6 +49,20 @@
 // syncd, saructl, sarulab, grpcurl) into the guest and runs sarulab there,
 // streaming its output back.
 //
+// In the guest the CPUs are emulated in software and often share the host
+// with other work, so saru's memberlist runs with tolerant timings there
+// (probe 500ms, timeout 400ms, suspicion x4): failover then takes about
+// 3 s instead of under 1 s, but no live director is declared dead.
+// `sarulab --gossip 100ms/50ms/2` (or SARULAB_GOSSIP) measures with tighter
+// timings on a quiet host.
+//
+// # Environment
+//
+//	SARULAB_GOSSIP     memberlist timings, interval/timeout/suspicion-mult
+//	SARULAB_KEEP       keep the work directory (configs, daemon logs)
+//	SARULAB_DEBUG      print the guest's busiest processes and every log
+//	SARULAB_LOG_LINES  log lines shown per daemon when a scenario fails
+//
 // # What it does not do
 //
 // It does not emulate latency or bandwidth, use IPv6 for the services, or
