@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/saru-lb/saru/saru/ipvs"
 )
 
 // These tests run the real binaries (saru with -no-filter, so no root is
@@ -442,5 +444,33 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	}
 	if _, err := load(flags{config: path, joinDelay: "soon"}); err == nil || !strings.Contains(err.Error(), "join_delay: invalid value \"soon\"") {
 		t.Fatalf("bad flag value: %v", err)
+	}
+}
+
+// TestNoIPVS: on a kernel without IPVS (this host's), a director with IPVS
+// services configured refuses to start and says why; one with filter-only
+// services starts (TestDaemonsGRPCurlDrainKillJoinTerm).
+func TestNoIPVS(t *testing.T) {
+	if c, err := ipvs.Dial(ipvs.Config{}); err == nil {
+		c.Close()
+		t.Skip("skipping: this kernel has IPVS (the kernel lab covers it)")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "saru.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`node: {id: d1}
+hash_seed: '5'
+grpc: {listen: "127.0.0.1:%d"}
+gossip: {bind: "127.0.0.1:%d"}
+state_dir: %q
+services:
+  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1}]}
+`, freePort(t), freePort(t), dir)), 0o600)
+	out, err := exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-no-filter", "-no-interface").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "1 IPVS services configured, but this kernel's IPVS is unavailable") {
+		t.Fatalf("saru with IPVS services and no IPVS: %v\n%s", err, out)
+	}
+	out, err = exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "1 services, 1 IPVS services") {
+		t.Fatalf("-check: %v\n%s", err, out)
 	}
 }

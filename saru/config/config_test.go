@@ -107,7 +107,7 @@ func TestDeployExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ID != "dir1" || len(c.Services) != 2 || c.Buckets != 4096 || c.SyncdAddress == "" {
+	if c.ID != "dir1" || len(c.Services) != 2 || len(c.IPVS()) != 2 || len(c.IPVS()[0].Destinations) != 3 || c.Buckets != 4096 || c.SyncdAddress == "" {
 		t.Fatalf("deploy example: %+v", c)
 	}
 }

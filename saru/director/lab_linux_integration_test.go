@@ -92,6 +92,7 @@ const servicesV3 = `  - name: web
 // table as ipvsadm -L -n does.
 func TestIntegrationLabServices(t *testing.T) {
 	kernellab.Run(t, func(t *testing.T) {
+		top := t // daemons outlive the subtest that starts them
 		run(t, "ip", "link", "add", "saru0", "type", "dummy")
 		run(t, "ip", "link", "set", "saru0", "up")
 		// Another tool's service: saru must never touch it.
@@ -135,8 +136,8 @@ func TestIntegrationLabServices(t *testing.T) {
 		write(servicesV1)
 		var d *daemon
 		t.Run("start", func(t *testing.T) {
-			d = startSaru(t, path)
-			d.waitLog(t, `"msg":"IPVS reconciled"`)
+			d = startSaru(top, path)
+			d.waitLog(t, `"msg":"director started"`)
 			kernelIs(t, servicesV1)
 			out := ipvsadm(t, "-L", "-n")
 			for _, want := range []string{
@@ -165,6 +166,11 @@ func TestIntegrationLabServices(t *testing.T) {
 		})
 
 		t.Run("saructl-services", func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("saru log:\n%s", d.log.String())
+				}
+			}()
 			out := saructl(t, "services")
 			ipv := ipvsadm(t, "-L", "-n")
 			// ipvsadm's first line is the kernel's version; the rest is
@@ -182,7 +188,7 @@ func TestIntegrationLabServices(t *testing.T) {
 			d.stop(t)
 			before := ipvsadm(t, "-S", "-n")
 			kernelIs(t, servicesV1) // left in place on exit
-			d = startSaru(t, path)
+			d = startSaru(top, path)
 			d.waitLog(t, `"msg":"IPVS reconciled"`)
 			if !strings.Contains(d.log.String(), `"operations":0`) || strings.Contains(d.log.String(), `"msg":"IPVS changed"`) {
 				t.Errorf("second start changed IPVS:\n%s", d.log.String())
@@ -195,7 +201,7 @@ func TestIntegrationLabServices(t *testing.T) {
 		t.Run("change-at-restart", func(t *testing.T) {
 			d.stop(t)
 			write(servicesV2)
-			d = startSaru(t, path)
+			d = startSaru(top, path)
 			d.waitLog(t, `"msg":"IPVS reconciled"`)
 			kernelIs(t, servicesV2)
 			for _, want := range []string{
@@ -274,7 +280,7 @@ func TestIntegrationLabServices(t *testing.T) {
 
 		t.Run("removing-every-ipvs-service", func(t *testing.T) {
 			write("  - {vip: 192.0.2.10, port: 80}\n")
-			d = startSaru(t, path)
+			d = startSaru(top, path)
 			d.waitLog(t, `"msg":"IPVS reconciled"`)
 			if got := ipvsadm(t, "-S", "-n"); got != foreign {
 				t.Errorf("after removing every IPVS service from the configuration, IPVS holds:\n%s\nwant only the foreign service:\n%s", got, foreign)
@@ -335,6 +341,7 @@ type daemon struct {
 	done chan error
 }
 
+// startSaru starts saru; t's cleanup kills it if it still runs.
 func startSaru(t *testing.T, path string) *daemon {
 	t.Helper()
 	d := &daemon{log: &syncBuffer{}, done: make(chan error, 1)}
@@ -360,7 +367,7 @@ func (d *daemon) waitLog(t *testing.T, s string) { t.Helper(); d.waitLogCount(t,
 
 func (d *daemon) waitLogCount(t *testing.T, s string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for strings.Count(d.log.String(), s) < n {
 		select {
 		case err := <-d.done:
@@ -369,7 +376,9 @@ func (d *daemon) waitLogCount(t *testing.T, s string, n int) {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("saru did not log %s within 30 s:\n%s", s, lastLines(d.log.String(), 20))
+			d.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump into the log
+			time.Sleep(time.Second)
+			t.Fatalf("saru did not log %s within 20 s:\n%s", s, lastLines(d.log.String(), 300))
 		}
 	}
 }
