@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +36,7 @@ import (
 
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
+	"github.com/saru-lb/saru/saru/services"
 )
 
 type cli struct {
@@ -87,6 +89,24 @@ func (c *cli) root() *cobra.Command {
 	conns.Flags().StringVar(&origin, "origin", "", "only connections from this director")
 	conns.Flags().Uint32Var(&limit, "limit", 100, "at most this many")
 
+	var ro services.RenderOptions
+	var stats, rate bool
+	svcs := &cobra.Command{Use: "services", Short: "IPVS virtual services on the director, as ipvsadm -L -n shows them", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case stats && rate:
+				return errors.New("--stats and --rate: choose one")
+			case stats:
+				ro.Format = services.FormatStats
+			case rate:
+				ro.Format = services.FormatRate
+			}
+			return c.services(cmd.Context(), ro)
+		}}
+	svcs.Flags().BoolVar(&stats, "stats", false, "counters, as ipvsadm -L -n --stats")
+	svcs.Flags().BoolVar(&rate, "rate", false, "rates, as ipvsadm -L -n --rate")
+	svcs.Flags().BoolVar(&ro.Exact, "exact", false, "counters in full, as ipvsadm --exact")
+
 	root.AddCommand(
 		&cobra.Command{Use: "status", Short: "This director's view of the cluster", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return c.status(cmd.Context()) }},
 		&cobra.Command{Use: "members", Short: "Directors, their state and buckets", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return c.members(cmd.Context()) }},
@@ -95,7 +115,7 @@ func (c *cli) root() *cobra.Command {
 		&cobra.Command{Use: "drain NODE", Short: "Move a director's buckets away once peers hold its connections", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, a []string) error { return c.drain(cmd, a[0], true) }},
 		&cobra.Command{Use: "undrain NODE", Short: "Return a drained director to service", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, a []string) error { return c.drain(cmd, a[0], false) }},
 		&cobra.Command{Use: "counters", Short: "The director's nftables rule counters", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return c.counters(cmd.Context()) }},
-		&cobra.Command{Use: "services", Short: "IPVS virtual services on the director", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return c.services(cmd.Context()) }},
+		svcs,
 		conns,
 		&cobra.Command{Use: "sync-stats", Short: "The local syncd's per-peer sync statistics", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error { return c.syncStats(cmd.Context()) }},
 	)
@@ -372,7 +392,7 @@ func (c *cli) counters(ctx context.Context) error {
 	return c.table("PKTS\tBYTES\tCHAIN\tHANDLE\tRULE", rows)
 }
 
-func (c *cli) services(ctx context.Context) error {
+func (c *cli) services(ctx context.Context, ro services.RenderOptions) error {
 	cl, ctx, done, err := c.cluster(ctx, c.timeout)
 	if err != nil {
 		return err
@@ -385,18 +405,8 @@ func (c *cli) services(ctx context.Context) error {
 	if c.output == "json" {
 		return c.json(r)
 	}
-	var rows [][]string
-	for _, s := range r.Services {
-		name := net.JoinHostPort(s.Address, fmt.Sprint(s.Port))
-		if s.Fwmark != 0 {
-			name = fmt.Sprintf("fwmark %d", s.Fwmark)
-		}
-		rows = append(rows, []string{s.Protocol, name, s.Scheduler, "", "", "", ""})
-		for _, d := range s.RealServers {
-			rows = append(rows, []string{"", "  -> " + net.JoinHostPort(d.Address, fmt.Sprint(d.Port)), "", d.Forwarding, fmt.Sprint(d.Weight), fmt.Sprint(d.ActiveConnections), fmt.Sprint(d.InactiveConnections)})
-		}
-	}
-	return c.table("PROT\tSERVICE\tSCHED\tFORWARD\tWEIGHT\tACTIVE\tINACTIVE", rows)
+	_, err = io.WriteString(c.out, services.Render(r.Services, ro))
+	return err
 }
 
 func (c *cli) syncd(ctx context.Context) (syncdpb.SyncClient, context.Context, func(), error) {
