@@ -67,6 +67,12 @@ type Raw struct {
 	Syncd struct {
 		Address string `yaml:"address"`
 	} `yaml:"syncd"`
+	IPVS struct {
+		// ResyncInterval is how often the director re-reads IPVS and
+		// repairs differences from the configured services ("0s": only at
+		// start and reload).
+		ResyncInterval string `yaml:"resync_interval"`
+	} `yaml:"ipvs"`
 	// StateDir keeps what must survive a restart (an operator's drain).
 	StateDir string `yaml:"state_dir"`
 	LogLevel string `yaml:"log_level"`
@@ -160,6 +166,7 @@ type Config struct {
 	MaxSyncLag          time.Duration
 	DrainTimeout        time.Duration
 	SyncdAddress        string
+	IPVSResync          time.Duration
 	StateDir            string
 	LogLevel            string
 }
@@ -179,6 +186,7 @@ const (
 	DefaultMaxSyncLag     = time.Second
 	DefaultDrainTimeout   = 60 * time.Second
 	DefaultStateDir       = "/var/lib/saru"
+	DefaultIPVSResync     = 30 * time.Second
 )
 
 // Parse decodes a YAML configuration. Unknown fields are errors.
@@ -368,6 +376,7 @@ func For(r Raw) (Config, error) {
 	c.MaxSyncLag = dur("drain.max_sync_lag", r.Drain.MaxSyncLag, DefaultMaxSyncLag, 0)
 	c.DrainTimeout = dur("drain.timeout", r.Drain.Timeout, DefaultDrainTimeout, time.Second)
 	c.FastFailover = r.FastFailover == nil || *r.FastFailover
+	c.IPVSResync = dur("ipvs.resync_interval", r.IPVS.ResyncInterval, DefaultIPVSResync, 0)
 	if c.SyncdAddress != "" {
 		if _, _, err := net.SplitHostPort(c.SyncdAddress); err != nil {
 			errs = append(errs, ferr("syncd.address", c.SyncdAddress, "want host:port"))

@@ -46,7 +46,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Buckets != 4096 || c.GRPCListen != ":7400" || c.JoinDelay != 30*time.Second || c.Weight != 1 || c.Name != "dir1" ||
 		c.Services[0].Protocol != "tcp" || c.Services[0].Sense != partition.SrcPort || c.Tick != 100*time.Millisecond ||
-		c.Ticks(c.JoinDelay) != 300 || c.SuspicionMult != 2 {
+		c.Ticks(c.JoinDelay) != 300 || c.SuspicionMult != 2 || c.IPVSResync != 30*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -80,6 +80,7 @@ func TestTable(t *testing.T) {
 		{"suspicion", base + "hash_seed: '1'\ngossip: {suspicion_mult: 50}\n", "gossip.suspicion_mult"},
 		{"log level", base + "hash_seed: '1'\nlog_level: loud\n", "log_level"},
 		{"syntax", "node: [", "parse config"},
+		{"resync", base + "hash_seed: '1'\nipvs: {resync_interval: often}\n", "ipvs.resync_interval: invalid value \"often\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := config.Parse([]byte(tc.yaml))
@@ -186,6 +187,8 @@ func TestIPVSBadInput(t *testing.T) {
 		{"netmask without persistence", "  - {vip: 192.0.2.1, port: 80, persistence_netmask: /24}\n", []string{"services[0].persistence_netmask"}},
 		{"family of a real server", "  - {vip: 192.0.2.1, port: 80, forwarding: masq, real_servers: [{address: '[2001:db8::1]:80'}]}\n", []string{"services[0].real_servers[0].address", "inet6 but the service is inet"}},
 		{"forwarding", "  - {vip: 192.0.2.1, port: 80, forwarding: teleport}\n", []string{"services[0].forwarding"}},
+		{"multicast real server", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1}, {address: 224.0.0.5}, {address: 0.0.0.0}]}\n",
+			[]string{"services[0].real_servers[1].address", "services[0].real_servers[2].address", "needs a unicast address"}},
 		{"duplicate real server", "  - {vip: 192.0.2.1, port: 80, real_servers: [{address: 10.0.0.1:80}, {address: 10.0.0.1}]}\n", []string{"services[0].real_servers[1].address"}},
 		{"every port without persistence", "  - {vip: 192.0.2.1, port: 0, scheduler: rr}\n", []string{"services[0].port: invalid value \"0\""}},
 		{"duplicate fwmark", "  - {vip: 192.0.2.1, port: 80, fwmark: 3}\n  - {vip: 192.0.2.2, port: 80, fwmark: 3}\n", []string{"services[1].fwmark", "already defined by services[0]"}},

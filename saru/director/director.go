@@ -162,10 +162,22 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	Notify(log, "READY=1\nSTATUS=serving")
 
+	var resync <-chan time.Time
+	if rec != nil && cfg.IPVSResync > 0 {
+		tk := time.NewTicker(cfg.IPVSResync)
+		defer tk.Stop()
+		resync = tk.C
+	}
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
 			running = false
+		case <-resync:
+			// Repair what changed behind saru's back (ipvsadm by hand, a
+			// restarted module); the configuration is the truth.
+			if err := reconcileIPVS(ctx, rec, cfg.IPVS(), m, true); err != nil {
+				log.Error("IPVS resync failed; retrying at the next interval", "err", err)
+			}
 		case <-opts.Reload:
 			if opts.Load == nil {
 				log.Warn("reload requested but no way to read the configuration")
@@ -211,20 +223,23 @@ func openIPVS(ctx context.Context, cfg config.Config, record Record, log *slog.L
 		return nil, func() {}, nil
 	}
 	rec := &Reconciler{Kernel: c, Record: record, Log: log.With("component", "ipvs")}
-	if err := reconcileIPVS(ctx, rec, desired, m); err != nil {
+	if err := reconcileIPVS(ctx, rec, desired, m, false); err != nil {
 		c.Close()
 		return nil, nil, err
 	}
 	return rec, func() { c.Close() }, nil
 }
 
-func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m *metrics) error {
+// reconcileIPVS reconciles and logs. periodic runs log only changes.
+func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m *metrics, periodic bool) error {
 	start := time.Now()
 	res, err := rec.Reconcile(ctx, desired)
 	m.reconcileSeconds.Observe(time.Since(start).Seconds())
 	m.foreign.Set(float64(len(res.Foreign)))
-	for _, id := range res.Foreign {
-		rec.Log.Info("IPVS service not in the configuration and not created by saru: left alone", "service", id.String())
+	if !periodic {
+		for _, id := range res.Foreign {
+			rec.Log.Info("IPVS service not in the configuration and not created by saru: left alone", "service", id.String())
+		}
 	}
 	if err != nil {
 		m.failures.Inc()
@@ -234,7 +249,11 @@ func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m
 		m.ops.WithLabelValues(op.Kind.String()).Inc()
 		rec.Log.Info("IPVS changed", "op", op.String())
 	}
-	rec.Log.Info("IPVS reconciled", "services", len(desired), "operations", len(res.Ops), "foreign", len(res.Foreign))
+	lvl := slog.LevelInfo
+	if periodic && len(res.Ops) == 0 {
+		lvl = slog.LevelDebug
+	}
+	rec.Log.Log(ctx, lvl, "IPVS reconciled", "services", len(desired), "operations", len(res.Ops), "foreign", len(res.Foreign), "periodic", periodic)
 	return nil
 }
 
@@ -254,7 +273,7 @@ func reload(ctx context.Context, cur config.Config, load func() (config.Config, 
 		}
 		return next, nil
 	}
-	if err := reconcileIPVS(ctx, rec, desired, m); err != nil {
+	if err := reconcileIPVS(ctx, rec, desired, m, false); err != nil {
 		return cur, err
 	}
 	log.Info("configuration reloaded")

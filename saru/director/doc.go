@@ -11,8 +11,9 @@
 //
 // Every director holds the same IPVS table: the IPVS side of the configured
 // services (package saru/config, checked by saru/services). [Run]
-// reconciles it at start, before anything else is touched, and again on
-// reload (SIGHUP): services and real servers are created, updated and
+// reconciles it at start, before anything else is touched, again on reload
+// (SIGHUP), and every ipvs.resync_interval (default 30 s) to repair changes
+// made behind its back: services and real servers are created, updated and
 // deleted until the kernel matches; run again, nothing changes. A bad
 // configuration is refused before IPVS is touched; a kernel refusal stops the
 // start and names the service or destination.

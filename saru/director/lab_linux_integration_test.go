@@ -39,6 +39,7 @@ tick: 20ms
 settle: 200ms
 join_delay: 1s
 drain: {confirm_timeout: 200ms, timeout: 2s}
+ipvs: {resync_interval: 200ms}
 state_dir: %q
 log_level: debug
 services:
@@ -87,9 +88,10 @@ const servicesV3 = `  - name: web
 // TestIntegrationLabServices runs the real saru binary in the kernel lab and
 // proves that it leaves IPVS exactly as configured, that a second start
 // changes nothing, that configuration changes (at restart and on SIGHUP)
-// are reconciled, that bad configurations change nothing, that services
-// saru did not create are left alone, and that saructl services shows the
-// table as ipvsadm -L -n does.
+// are reconciled, that changes made behind its back are repaired, that bad
+// configurations change nothing, that a kernel refusal names the
+// destination, that services saru did not create are left alone, and that
+// saructl services shows the table as ipvsadm -L -n does.
 func TestIntegrationLabServices(t *testing.T) {
 	kernellab.Run(t, func(t *testing.T) {
 		top := t // daemons outlive the subtest that starts them
@@ -249,6 +251,17 @@ func TestIntegrationLabServices(t *testing.T) {
 			}
 		})
 
+		t.Run("resync-repairs-drift", func(t *testing.T) {
+			// An operator changes a weight and removes saru's real server
+			// by hand, and adds a service of their own.
+			run(t, "ipvsadm", "-e", "-t", "192.0.2.10:80", "-r", "10.0.1.1:8080", "-m", "-w", "7")
+			d.waitLogCount(t, `"op":"update destination 10.0.1.1:8080 of service tcp 192.0.2.10:80"`, 3)
+			kernelIs(t, servicesV3)
+			run(t, "ipvsadm", "-d", "-t", "192.0.2.10:80", "-r", "10.0.1.1:8080")
+			d.waitLogCount(t, `"op":"create destination 10.0.1.1:8080 of service tcp 192.0.2.10:80"`, 1)
+			kernelIs(t, servicesV3)
+		})
+
 		t.Run("bad-config-at-start-changes-nothing", func(t *testing.T) {
 			d.stop(t)
 			before := ipvsadm(t, "-S", "-n")
@@ -266,6 +279,24 @@ func TestIntegrationLabServices(t *testing.T) {
 			}
 			if after := ipvsadm(t, "-S", "-n"); after != before {
 				t.Errorf("bad configurations changed IPVS:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+
+		t.Run("kernel-refusal-names-the-destination", func(t *testing.T) {
+			if out, err := exec.Command("nft", "list", "table", "inet", "saru").CombinedOutput(); err == nil {
+				t.Fatalf("a stopped saru left its filter table:\n%s", out)
+			}
+			// Only the kernel knows 10.0.3.255 is a broadcast address here.
+			run(t, "ip", "addr", "add", "10.0.3.1/24", "dev", "saru0")
+			defer run(t, "ip", "addr", "del", "10.0.3.1/24", "dev", "saru0")
+			write(strings.Replace(servicesV1, "      - {address: 10.0.1.2:8080, weight: 1}\n", "      - {address: 10.0.1.2:8080, weight: 1}\n      - {address: 10.0.3.255:8080}\n", 1))
+			out, err := exec.Command(saruBin, "-config", path).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "create destination 10.0.3.255:8080 of service tcp 192.0.2.10:80") {
+				t.Errorf("kernel refusal: %v\n%s", err, out)
+			}
+			t.Logf("refused start: %s", strings.TrimSpace(lastLines(string(out), 2)))
+			if out, err := exec.Command("nft", "list", "table", "inet", "saru").CombinedOutput(); err == nil {
+				t.Errorf("a refused start installed the filter:\n%s", out)
 			}
 		})
 

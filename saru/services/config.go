@@ -400,6 +400,9 @@ func (rs RealServerConfig) destination(svc ipvs.ServiceID, defFwd ipvs.ForwardMe
 	if a.Is4In6() || a.Zone() != "" {
 		fail("address", "%s: use a plain IPv4 or IPv6 address", rs.Address)
 	}
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		fail("address", "%s: a real server needs a unicast address", rs.Address)
+	}
 	if f := ipvs.FamilyOf(a); f != svc.Key().Family && d.Forward != ipvs.ForwardTunnel {
 		fail("address", "%s is %s but the service is %s (only tunnel forwarding may mix families)", a, f, svc.Key().Family)
 	}
