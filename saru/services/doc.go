@@ -3,7 +3,8 @@
 // table with it.
 //
 // It is pure: [Desired] validates configuration (errors name the field and
-// value) and returns the normalised table; [Diff] compares a desired table
+// value) and returns the normalised table ([Config.Entry] does it for one
+// service, for configurations that embed services, like saru's own); [Diff] compares a desired table
 // with the current one and returns the ordered operations that turn one into
 // the other; [Check] proves a list of operations applies cleanly to a table
 // before anything is sent. The applier ([Apply], [Reconcile]) runs operations
