@@ -1,5 +1,6 @@
 // Command saru is the director coordinator daemon: membership, leader,
-// bucket assignment, the nftables filter and the saru.v1.Cluster gRPC API.
+// bucket assignment, the nftables filter, the IPVS virtual services and the
+// saru.v1.Cluster gRPC API.
 //
 //	saru -config /etc/saru/saru.yaml [-id dir1] [-grpc-listen :7400] ...
 //
