@@ -11,6 +11,13 @@
 //   - node: the daemon's adapters: memberlist, the saru.v1.Cluster gRPC
 //     server, the assignment stream between directors, the syncd client,
 //     metrics.
+//   - ipvs: the IPVS generic netlink client (services, destinations, sync
+//     daemons, timeouts, listing with counters).
+//   - services: virtual services from configuration to the desired IPVS
+//     table, the pure diff against the kernel, and ipvsadm-style rendering.
+//   - director: the daemon assembled from these parts (IPVS reconciliation,
+//     filter, shared MAC and VIPs, node, metrics, readiness), which cmd/saru
+//     wires to flags and signals.
 //
 // # Leader and assignments
 //
