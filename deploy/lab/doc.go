@@ -36,7 +36,10 @@
 // interval and the real server echoes them. A connection is lost when it is
 // reset or closed, or when a message has waited for its echo longer than
 // the loss deadline when a scenario ends; its stall is the longest any of
-// its messages waited for the echo during the scenario. failover_ms is
+// its messages waited for the echo during the scenario; moved counts the
+// connections whose bucket changed director (computed from the
+// assignments before and after), the ones whose survival the scenario
+// proves. failover_ms is
 // from the crash (or the drain request) until every survivor has applied an
 // assignment in which the departed director owns nothing, polled over
 // saru.v1.Cluster. Nothing is assumed: a component that is missing or does
@@ -51,7 +54,7 @@
 //
 // In the guest the CPUs are emulated in software and often share the host
 // with other work, so saru's memberlist runs with tolerant timings there
-// (probe 500ms, timeout 400ms, suspicion x4): failover then takes about
+// (probe 500ms, timeout 400ms, suspicion x5): failover then takes about
 // 3 s instead of under 1 s, but no live director is declared dead.
 // `sarulab --gossip 100ms/50ms/2` (or SARULAB_GOSSIP) measures with tighter
 // timings on a quiet host.

@@ -15,6 +15,13 @@ type Result struct {
 	StallP50    float64 `json:"stall_ms_p50"`
 	StallP99    float64 `json:"stall_ms_p99"`
 	FailoverMS  float64 `json:"failover_ms"`
+	// Moved counts the connections whose director changed during the
+	// scenario: the ones whose survival the scenario proves.
+	Moved int `json:"moved"`
+	// Flapped is set when saru's membership changed before the scenario
+	// acted (a live director was declared dead): the host starved the lab
+	// and the numbers say more about the host than about saru.
+	Flapped bool `json:"flapped,omitempty"`
 	// Detail says what was measured and how, in a few words.
 	Detail string `json:"detail,omitempty"`
 	// Error names what is missing or broken; the numbers are then

@@ -120,13 +120,70 @@ func RunScenario(ctx context.Context, name string, so ScenarioOptions) Result {
 			return err
 		}
 		defer c.close()
-		return run(ctx, l, c, so, &res)
+		err = run(ctx, l, c, so, &res)
+		if err != nil || res.Lost > 0 {
+			if e, ok := l.flapped(ctx, c); ok {
+				res.Flapped = true
+				err = fmt.Errorf("membership flapped before the scenario acted (epoch %d became %d with every director alive: the host starved the lab): %w", l.upEpoch, e, orErr(err, "lost connections"))
+			}
+		}
+		return err
 	}()
 	if err != nil {
 		res.Error = err.Error()
 	}
 	res.Seconds = float64(time.Since(start).Round(100*time.Millisecond)) / float64(time.Second)
 	return res
+}
+
+func orErr(err error, s string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(s)
+}
+
+// flapped reports whether saru declared a live director dead before the
+// scenario acted (or at all, for scenarios that never act, as spread): the
+// assignment moved on from the epoch Up settled on, or a saru log shows a
+// peer gone or a standby takeover (which moves buckets before any new
+// epoch). It returns the newest epoch seen.
+func (l *Lab) flapped(ctx context.Context, c *cluster) (uint64, bool) {
+	var newest uint64
+	for _, d := range l.Directors {
+		if !d.Running() {
+			continue
+		}
+		v, err := c.view(ctx, d.ID)
+		if err != nil {
+			continue
+		}
+		newest = max(newest, v.asg.GetEpoch())
+	}
+	if l.acted {
+		return newest, false
+	}
+	if newest > l.upEpoch {
+		return newest, true
+	}
+	for _, d := range l.Directors {
+		if d.saru == nil {
+			continue
+		}
+		b, _ := os.ReadFile(d.saru.log)
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `"msg":"peer gone"`) && !strings.Contains(line, `"reason":"standby-takeover"`) {
+				continue
+			}
+			var e struct {
+				Time time.Time `json:"time"`
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.Time.After(l.upAt) {
+				return newest, true
+			}
+		}
+	}
+	return newest, false
 }
 
 // say prints one line of narrative.
@@ -156,6 +213,7 @@ func (l *Lab) Up(ctx context.Context) (*cluster, error) {
 		c.close()
 		return nil, fmt.Errorf("mesh up: %w", err)
 	}
+	l.upEpoch, l.upAt = a.GetEpoch(), time.Now()
 	say(l.opts.Out, "%d directors up (%s mode), assignment epoch %d settled %v after start (%.1fs total)",
 		len(ids), l.opts.Mode, a.GetEpoch(), took.Round(time.Millisecond), time.Since(start).Seconds())
 	if os.Getenv("SARULAB_DEBUG") != "" {
@@ -397,14 +455,24 @@ func debugTop(ctx context.Context, w io.Writer) {
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
 }
 
-// moved describes which streams changed owner between two assignments
-// and how many of each kind were lost.
-func moved(ss *Streams, before, after *sarupb.Assignment, lossAfter time.Duration) string {
+// movedPorts adds to set the client ports of the streams whose owner
+// differs between two assignments.
+func movedPorts(ss *Streams, before, after *sarupb.Assignment, set map[int]bool) {
+	for _, s := range ss.list {
+		if ownerOf(before, bucketOf(s.Port, before.GetBucketCount())) != ownerOf(after, bucketOf(s.Port, after.GetBucketCount())) {
+			set[s.Port] = true
+		}
+	}
+}
+
+// moved describes which streams changed owner (those in set) and how
+// many of each kind were lost.
+func moved(ss *Streams, set map[int]bool, lossAfter time.Duration) string {
 	var mv, stay, lostMv, lostStay int
 	for i, st := range ss.Snapshot() {
 		s := ss.list[i]
 		lost := st.Err != nil || st.Waiting > lossAfter
-		if ownerOf(before, bucketOf(s.Port, before.GetBucketCount())) != ownerOf(after, bucketOf(s.Port, after.GetBucketCount())) {
+		if set[s.Port] {
 			mv++
 			if lost {
 				lostMv++
@@ -416,8 +484,7 @@ func moved(ss *Streams, before, after *sarupb.Assignment, lossAfter time.Duratio
 			}
 		}
 	}
-	return fmt.Sprintf("%d streams changed director (%d lost), %d kept theirs (%d lost); epochs %d -> %d",
-		mv, lostMv, stay, lostStay, before.GetEpoch(), after.GetEpoch())
+	return fmt.Sprintf("%d streams changed director (%d lost), %d kept theirs (%d lost)", mv, lostMv, stay, lostStay)
 }
 
 // affected counts the streams whose bucket the director owns.
@@ -448,6 +515,10 @@ func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, 
 	}
 	hit := affected(ss, a, victim.ID)
 	debugTop(ctx, so.Out)
+	if e, ok := l.flapped(ctx, c); ok {
+		return fmt.Errorf("assignment epoch %d became %d before the crash", l.upEpoch, e)
+	}
+	l.acted = true
 	ss.ResetWindow()
 	t0 := time.Now()
 	if err := l.Crash(ctx, victim); err != nil {
@@ -480,7 +551,10 @@ func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, 
 	say(so.Out, "kill -9 %s (and its links down) with %d of its connections in flight: survivors %v own every bucket after %v",
 		victim.ID, hit, survivors, fo.Round(time.Millisecond))
 	finish(ctx, ss, so, res)
-	say(so.Out, "%s", moved(ss, a, a2, 5*time.Second))
+	mv := map[int]bool{}
+	movedPorts(ss, a, a2, mv)
+	res.Moved = len(mv)
+	say(so.Out, "%s; epochs %d -> %d", moved(ss, mv, 5*time.Second), a.GetEpoch(), a2.GetEpoch())
 	loss := ""
 	if l.opts.LossPercent > 0 {
 		loss = fmt.Sprintf(" with %d%% of syncd's peer packets dropped on every director", l.opts.LossPercent)
@@ -537,15 +611,26 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 	ss.ResetWindow()
 	var moves []time.Duration
 	all := l.ids(nil)
+	mv := map[int]bool{}
+	_, prev, err := c.waitSettled(ctx, all, all, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if e, ok := l.flapped(ctx, c); ok {
+		return fmt.Errorf("assignment epoch %d became %d before the first drain", l.upEpoch, e)
+	}
+	l.acted = true
 	for _, d := range l.Directors {
 		others := l.ids(d)
 		t0 := time.Now()
 		if err := l.drain(ctx, c, d); err != nil {
 			return err
 		}
-		if _, _, err := c.waitSettled(ctx, all, others, 30*time.Second); err != nil {
+		_, drained, err := c.waitSettled(ctx, all, others, 30*time.Second)
+		if err != nil {
 			return fmt.Errorf("after draining %s: %w", d.ID, err)
 		}
+		movedPorts(ss, prev, drained, mv)
 		moves = append(moves, time.Since(t0))
 		if err := l.StopDaemons(ctx, d, 30*time.Second); err != nil {
 			return err
@@ -561,9 +646,12 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 		if err != nil {
 			return err
 		}
-		if _, _, err := c.waitSettled(ctx, all, all, 60*time.Second); err != nil {
+		_, back, err := c.waitSettled(ctx, all, all, 60*time.Second)
+		if err != nil {
 			return fmt.Errorf("after restarting %s: %w", d.ID, err)
 		}
+		movedPorts(ss, drained, back, mv)
+		prev = back
 		how := "came back active"
 		if undrained {
 			how = "undrained"
@@ -572,7 +660,9 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 			d.ID, moves[len(moves)-1].Round(time.Millisecond), how, time.Since(t1).Round(time.Millisecond), ss.Healthy(time.Second), n)
 	}
 	res.FailoverMS = ms(slices.Max(moves))
+	res.Moved = len(mv)
 	finish(ctx, ss, so, res)
+	say(so.Out, "%s", moved(ss, mv, 5*time.Second))
 	res.Detail = fmt.Sprintf("drain, stop, reboot, start, undrain of each of %d directors in turn; failover_ms is the slowest drain (request to every director applying the move)", len(l.Directors))
 	return nil
 }
@@ -586,6 +676,14 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 	if err != nil {
 		return err
 	}
+	_, before, err := c.waitSettled(ctx, l.ids(nil), l.ids(nil), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if e, ok := l.flapped(ctx, c); ok {
+		return fmt.Errorf("assignment epoch %d became %d before the join", l.upEpoch, e)
+	}
+	l.acted = true
 	ss.ResetWindow()
 	d, err := l.AddDirector(ctx)
 	if err != nil {
@@ -619,13 +717,18 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 		return fmt.Errorf("%s owned no bucket 60s after starting", d.ID)
 	}
 	all := l.ids(nil)
-	if _, _, err := c.waitSettled(ctx, all, all, 30*time.Second); err != nil {
+	_, after, err := c.waitSettled(ctx, all, all, 30*time.Second)
+	if err != nil {
 		return fmt.Errorf("after %s joined: %w", d.ID, err)
 	}
 	res.FailoverMS = ms(time.Since(t0))
+	mv := map[int]bool{}
+	movedPorts(ss, before, after, mv)
+	res.Moved = len(mv)
 	say(so.Out, "%s started: syncd snapshot complete after %v, first buckets after %v, every director applied after %v",
 		d.ID, readyAt.Round(time.Millisecond), ownAt.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	finish(ctx, ss, so, res)
+	say(so.Out, "%s", moved(ss, mv, 5*time.Second))
 	res.Detail = fmt.Sprintf("%s joined with join_delay 30s; its syncd snapshot completed after %v and it took buckets after %v; failover_ms is start to every director applying its share",
 		d.ID, readyAt.Round(time.Millisecond), ownAt.Round(time.Millisecond))
 	if early {

@@ -79,7 +79,7 @@ type Options struct {
 	// Gossip timings for saru's memberlist; zero leaves saru's defaults,
 	// except inside the kernel lab, whose software-emulated CPUs on a busy
 	// host stall for hundreds of milliseconds: there the lab uses 500ms,
-	// 400ms and 4 so that no live director is declared dead (failover is
+	// 400ms and 5 so that no live director is declared dead (failover is
 	// correspondingly slower). SARULAB_GOSSIP=interval/timeout/mult
 	// overrides both.
 	ProbeInterval, ProbeTimeout time.Duration
@@ -125,7 +125,7 @@ func (o *Options) defaults() error {
 		o.Out = io.Discard
 	}
 	if o.ProbeInterval == 0 && kernellab.Inside() {
-		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 500*time.Millisecond, 400*time.Millisecond, 4
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 500*time.Millisecond, 400*time.Millisecond, 5
 	}
 	if v := os.Getenv("SARULAB_GOSSIP"); v != "" {
 		// interval/timeout/mult, e.g. 200ms/100ms/2
@@ -165,6 +165,12 @@ type Lab struct {
 	token    string
 	nsMade   []string
 	startAll time.Time
+
+	// upEpoch is the assignment epoch the mesh settled on in Up; acted
+	// is set when a scenario starts changing the cluster.
+	upEpoch uint64
+	upAt    time.Time
+	acted   bool
 }
 
 // Server is a real server.

@@ -170,7 +170,7 @@ func (l *Lab) OpenStreams(ctx context.Context, n int, interval time.Duration) (*
 	jobs := make(chan int)
 	out := make(chan res)
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
+	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -193,7 +193,12 @@ func (l *Lab) OpenStreams(ctx context.Context, n int, interval time.Duration) (*
 		}()
 	}
 	go func() {
+		// Paced: a burst of connections starves the emulated kernel lab's
+		// daemons, whose failure detectors then see ghosts.
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
 		for i := 0; i < n; i++ {
+			<-tick.C
 			jobs <- i
 		}
 		close(jobs)
