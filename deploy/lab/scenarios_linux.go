@@ -455,24 +455,25 @@ func debugTop(ctx context.Context, w io.Writer) {
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
 }
 
-// movedPorts adds to set the client ports of the streams whose owner
-// differs between two assignments.
-func movedPorts(ss *Streams, before, after *sarupb.Assignment, set map[int]bool) {
+// movedPorts adds to set the streams whose owner differs between two
+// assignments (two client namespaces may use the same port, so streams,
+// not ports, are the keys).
+func movedPorts(ss *Streams, before, after *sarupb.Assignment, set map[*Stream]bool) {
 	for _, s := range ss.list {
 		if ownerOf(before, bucketOf(s.Port, before.GetBucketCount())) != ownerOf(after, bucketOf(s.Port, after.GetBucketCount())) {
-			set[s.Port] = true
+			set[s] = true
 		}
 	}
 }
 
 // moved describes which streams changed owner (those in set) and how
 // many of each kind were lost.
-func moved(ss *Streams, set map[int]bool, lossAfter time.Duration) string {
+func moved(ss *Streams, set map[*Stream]bool, lossAfter time.Duration) string {
 	var mv, stay, lostMv, lostStay int
 	for i, st := range ss.Snapshot() {
 		s := ss.list[i]
 		lost := st.Err != nil || st.Waiting > lossAfter
-		if set[s.Port] {
+		if set[s] {
 			mv++
 			if lost {
 				lostMv++
@@ -551,7 +552,7 @@ func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, 
 	say(so.Out, "kill -9 %s (and its links down) with %d of its connections in flight: survivors %v own every bucket after %v",
 		victim.ID, hit, survivors, fo.Round(time.Millisecond))
 	finish(ctx, ss, so, res)
-	mv := map[int]bool{}
+	mv := map[*Stream]bool{}
 	movedPorts(ss, a, a2, mv)
 	res.Moved = len(mv)
 	say(so.Out, "%s; epochs %d -> %d", moved(ss, mv, 5*time.Second), a.GetEpoch(), a2.GetEpoch())
@@ -611,7 +612,7 @@ func scenarioRolling(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions
 	ss.ResetWindow()
 	var moves []time.Duration
 	all := l.ids(nil)
-	mv := map[int]bool{}
+	mv := map[*Stream]bool{}
 	_, prev, err := c.waitSettled(ctx, all, all, 10*time.Second)
 	if err != nil {
 		return err
@@ -722,7 +723,7 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 		return fmt.Errorf("after %s joined: %w", d.ID, err)
 	}
 	res.FailoverMS = ms(time.Since(t0))
-	mv := map[int]bool{}
+	mv := map[*Stream]bool{}
 	movedPorts(ss, before, after, mv)
 	res.Moved = len(mv)
 	say(so.Out, "%s started: syncd snapshot complete after %v, first buckets after %v, every director applied after %v",
@@ -779,7 +780,7 @@ func inspectOnce(ctx context.Context, l *Lab, n int) []string {
 	var problems []string
 	var firstAsg string
 	var firstEpoch json.RawMessage
-	var firstPorts []uint32
+	var firstPorts []string // client address and port of each stream entry
 	for _, d := range l.Directors {
 		for _, svc := range []struct{ addr, name string }{{d.SaruAddr(), "saru.v1.Cluster"}, {d.SyncdAddr(), "syncd.v1.Sync"}} {
 			out, err := nsOutput(ctx, d.NS, l.bins.grpcurl, "-plaintext", svc.addr, "list")
@@ -820,6 +821,7 @@ func inspectOnce(ctx context.Context, l *Lab, n int) []string {
 		}
 		var lc struct {
 			Connections []struct {
+				ClientAddr  string `json:"clientAddress"`
 				ClientPort  uint32 `json:"clientPort"`
 				VirtualPort uint32 `json:"virtualPort"`
 			} `json:"connections"`
@@ -828,13 +830,13 @@ func inspectOnce(ctx context.Context, l *Lab, n int) []string {
 			problems = append(problems, fmt.Sprintf("%s: ListConnections answer is not JSON: %v", d.ID, err))
 			continue
 		}
-		var ports []uint32
+		var ports []string
 		for _, e := range lc.Connections {
 			if e.VirtualPort == StreamPort {
-				ports = append(ports, e.ClientPort)
+				ports = append(ports, fmt.Sprintf("%s:%d", e.ClientAddr, e.ClientPort))
 			}
 		}
-		sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+		sort.Strings(ports)
 		ports = slices.Compact(ports)
 		if firstPorts == nil {
 			firstPorts = ports
