@@ -42,8 +42,12 @@ lint:
 
 # test: everything CI runs: lint, unit and property tests, host-namespace
 # integration tests (root) and kernel-lab tests (QEMU).
+# The end-to-end scenarios (deploy/lab) run last and alone: they boot a
+# director mesh in the emulated kernel lab, where a starved guest makes
+# memberlist see false deaths.
 test: lint
-	$(GO) test -count=1 -timeout 75m ./...
+	$(GO) test -count=1 -timeout 50m $$($(GO) list ./... | grep -v '/deploy/lab$$')
+	$(GO) test -count=1 -timeout 30m ./deploy/lab/
 
 # unit: the fast tests only (no root, no QEMU).
 unit:
