@@ -196,6 +196,10 @@ func (l *Lab) saruConfig(d *Director, joinDelay time.Duration) string {
 	for _, port := range []int{HTTPPort, StreamPort} {
 		fmt.Fprintf(&b, "  - vip: %s\n    protocol: tcp\n    port: %d\n    sense: src-port\n", VIP, port)
 	}
+	if l.opts.Mode == ModeNAT {
+		// Only the owner of a client's bucket forwards a real server's reply.
+		fmt.Fprintf(&b, "nat:\n  real_servers: [%q]\n", netip.PrefixFrom(realGateway, 24).Masked())
+	}
 	fmt.Fprintf(&b, "buckets: %d\nhash_seed: \"0x5a7a0001\"\n", l.opts.Buckets)
 	fmt.Fprintf(&b, "grpc:\n  listen: %q\n  token_file: %s\n", d.SaruAddr(), filepath.Join(l.work, "token"))
 	fmt.Fprintf(&b, "gossip:\n  bind: %q\n  seeds: [%s]\n", netip.AddrPortFrom(d.Mgmt, gossipPort), quoteList(l.seeds(d)))

@@ -31,6 +31,11 @@ type Raw struct {
 	// SharedMAC is the MAC every director uses on Interface (optional).
 	SharedMAC string       `yaml:"shared_mac"`
 	Services  []RawService `yaml:"services"`
+	// NAT turns on the LVS-NAT filter rules: the real servers' networks,
+	// whose replies only the owner of the client's bucket forwards.
+	NAT struct {
+		RealServers []string `yaml:"real_servers"`
+	} `yaml:"nat"`
 	// Buckets defaults to 4096; HashSeed must be set, non-zero.
 	Buckets  int    `yaml:"buckets"`
 	HashSeed string `yaml:"hash_seed"`
@@ -138,6 +143,9 @@ type Config struct {
 	Interface string
 	SharedMAC net.HardwareAddr
 	Services  []Service
+	// NATRealServers are the real servers' networks in LVS-NAT mode; empty
+	// when the directors do not NAT.
+	NATRealServers []netip.Prefix
 	Buckets   int
 	Seed      uint32
 
@@ -240,6 +248,14 @@ func For(r Raw) (Config, error) {
 			errs = append(errs, ferr("shared_mac", r.SharedMAC, "want a 6-byte MAC like 02:00:5e:00:00:01"))
 		}
 		c.SharedMAC = mac
+	}
+	for i, v := range r.NAT.RealServers {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			errs = append(errs, ferr(fmt.Sprintf("nat.real_servers[%d]", i), v, "want a network like 10.0.1.0/24"))
+			continue
+		}
+		c.NATRealServers = append(c.NATRealServers, p.Masked())
 	}
 	c.Buckets = r.Buckets
 	if c.Buckets == 0 {

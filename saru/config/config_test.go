@@ -81,6 +81,7 @@ func TestTable(t *testing.T) {
 		{"log level", base + "hash_seed: '1'\nlog_level: loud\n", "log_level"},
 		{"syntax", "node: [", "parse config"},
 		{"resync", base + "hash_seed: '1'\nipvs: {resync_interval: often}\n", "ipvs.resync_interval: invalid value \"often\""},
+		{"nat network", base + "hash_seed: '1'\nnat: {real_servers: [10.0.1.0/24, 10.0.2.0]}\n", "nat.real_servers[1]: invalid value \"10.0.2.0\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := config.Parse([]byte(tc.yaml))
@@ -210,5 +211,20 @@ func TestIPVSBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNATRealServers(t *testing.T) {
+	r, err := config.Parse([]byte("node: {id: d1}\nhash_seed: '1'\nservices: [{vip: 192.0.2.1, port: 80}]\nnat: {real_servers: [10.0.1.7/24, 'fd00::/64']}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.For(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("fd00::/64")}
+	if !reflect.DeepEqual(c.NATRealServers, want) {
+		t.Fatalf("nat.real_servers = %v, want %v", c.NATRealServers, want)
 	}
 }

@@ -156,6 +156,9 @@ func FilterConfig(cfg config.Config) (filter.Config, error) {
 		}
 		fc.Services = append(fc.Services, filter.Service{VIP: s.VIP, Protocol: p, Port: s.Port, Sense: sense})
 	}
+	if len(cfg.NATRealServers) > 0 {
+		fc.NAT = &filter.NATConfig{RealServers: cfg.NATRealServers}
+	}
 	return fc, nil
 }
 
