@@ -146,8 +146,8 @@ type Config struct {
 	// NATRealServers are the real servers' networks in LVS-NAT mode; empty
 	// when the directors do not NAT.
 	NATRealServers []netip.Prefix
-	Buckets   int
-	Seed      uint32
+	Buckets        int
+	Seed           uint32
 
 	GRPCListen    string
 	GRPCAdvertise string
