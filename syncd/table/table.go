@@ -384,18 +384,9 @@ func (t *Table) Delete(k conn.Key) bool {
 // Expire removes entries whose timeout has passed at now and returns how
 // many it removed.
 func (t *Table) Expire(now time.Time) int {
-	nowS := t.secs(now)
-	removed := 0
-	for i := uint32(0); i < t.n; {
-		r := t.rec(i)
-		if r.expires > nowS {
-			i++
-			continue
-		}
-		pos, _, _ := t.find(&r.key)
-		t.remove(pos) // moves the last record to i: look at i again
-		removed++
-	}
+	// Each step of a sweep examines one record or removes one, so the
+	// table's size bounds a whole sweep.
+	removed, _ := t.ExpireSome(now, 0, int(t.n))
 	return removed
 }
 
