@@ -270,56 +270,63 @@ func (s *server) drainCtx(ctx context.Context) (context.Context, context.CancelF
 }
 
 func (s *server) Drain(ctx context.Context, req *sarupb.DrainRequest) (*sarupb.DrainResponse, error) {
-	if err := s.authorize(ctx); err != nil {
-		s.n.log.Warn("drain refused", "node", req.NodeId, "err", err)
-		return nil, err
-	}
-	self, addr, err := s.target(req.NodeId)
-	if err != nil {
-		return nil, err
-	}
-	if !self {
-		conn, err := s.n.dial(addr)
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "drain %s: %v", req.NodeId, err)
-		}
-		return sarupb.NewClusterClient(conn).Drain(s.forwardCtx(ctx), req)
-	}
-	s.n.log.Info("drain requested")
-	ctx, cancel := s.drainCtx(ctx)
-	defer cancel()
-	e, err := s.n.drainSelf(ctx, true)
-	if err != nil {
-		return nil, mutateErr("drain", req.NodeId, err)
-	}
-	s.n.log.Info("drained", "epoch", e)
-	return &sarupb.DrainResponse{Epoch: e, State: sarupb.MemberState_MEMBER_STATE_DRAINING}, nil
+	return mutate(s, ctx, "drain", req.NodeId,
+		func(ctx context.Context, c sarupb.ClusterClient) (*sarupb.DrainResponse, error) {
+			return c.Drain(ctx, req)
+		},
+		func(ctx context.Context) (*sarupb.DrainResponse, error) {
+			e, err := s.n.drainSelf(ctx, true)
+			if err != nil {
+				return nil, err
+			}
+			s.n.log.Info("drained", "epoch", e)
+			return &sarupb.DrainResponse{Epoch: e, State: sarupb.MemberState_MEMBER_STATE_DRAINING}, nil
+		})
 }
 
 func (s *server) Undrain(ctx context.Context, req *sarupb.UndrainRequest) (*sarupb.UndrainResponse, error) {
+	return mutate(s, ctx, "undrain", req.NodeId,
+		func(ctx context.Context, c sarupb.ClusterClient) (*sarupb.UndrainResponse, error) {
+			return c.Undrain(ctx, req)
+		},
+		func(ctx context.Context) (*sarupb.UndrainResponse, error) {
+			e, err := s.n.undrainSelf(ctx, true)
+			if err != nil {
+				return nil, err
+			}
+			return &sarupb.UndrainResponse{Epoch: e, State: sarupb.MemberState_MEMBER_STATE_ACTIVE}, nil
+		})
+}
+
+// mutate authorises a drain or undrain of node id, then runs it here when
+// id is this director, or forwards the request to the director it names.
+func mutate[R any](s *server, ctx context.Context, op, id string,
+	forward func(context.Context, sarupb.ClusterClient) (R, error),
+	local func(context.Context) (R, error)) (R, error) {
+	var none R
 	if err := s.authorize(ctx); err != nil {
-		s.n.log.Warn("undrain refused", "node", req.NodeId, "err", err)
-		return nil, err
+		s.n.log.Warn(op+" refused", "node", id, "err", err)
+		return none, err
 	}
-	self, addr, err := s.target(req.NodeId)
+	self, addr, err := s.target(id)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if !self {
 		conn, err := s.n.dial(addr)
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "undrain %s: %v", req.NodeId, err)
+			return none, status.Errorf(codes.Unavailable, "%s %s: %v", op, id, err)
 		}
-		return sarupb.NewClusterClient(conn).Undrain(s.forwardCtx(ctx), req)
+		return forward(s.forwardCtx(ctx), sarupb.NewClusterClient(conn))
 	}
-	s.n.log.Info("undrain requested")
+	s.n.log.Info(op + " requested")
 	ctx, cancel := s.drainCtx(ctx)
 	defer cancel()
-	e, err := s.n.undrainSelf(ctx, true)
+	r, err := local(ctx)
 	if err != nil {
-		return nil, mutateErr("undrain", req.NodeId, err)
+		return none, mutateErr(op, id, err)
 	}
-	return &sarupb.UndrainResponse{Epoch: e, State: sarupb.MemberState_MEMBER_STATE_ACTIVE}, nil
+	return r, nil
 }
 
 func mutateErr(op, id string, err error) error {
