@@ -267,10 +267,11 @@ func TestFarBehindFallsBackToSnapshot(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	d1.lossy.SetLoss(0)
 	c.allHold(map[string][]conn.Entry{"d0": es}, 10*time.Second)
-	p := d1.Stats("d0").Peers[0]
-	if p.LostPackets == 0 || p.Snapshots == 0 {
-		t.Fatalf("expected a give-up and a catch-up snapshot: %+v", p)
-	}
+	// The snapshot's entries can be visible a moment before its counter.
+	waitFor(t, 5*time.Second, "a give-up and a catch-up snapshot", func() (bool, string) {
+		p := d1.Stats("d0").Peers[0]
+		return p.LostPackets > 0 && p.Snapshots > 0, p.String()
+	})
 }
 
 func TestAPI(t *testing.T) {
