@@ -227,7 +227,8 @@ func TestKeyRollover(t *testing.T) {
 }
 
 // TestJoinPullsSnapshot: a director joining late pulls everything from a
-// ready peer and reports the snapshot complete.
+// ready peer and reports the snapshot complete, without asking its peers
+// to resend their history.
 func TestJoinPullsSnapshot(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	want := map[string][]conn.Entry{}
@@ -252,6 +253,13 @@ func TestJoinPullsSnapshot(t *testing.T) {
 	}
 	if got := len(late.be.Imported()); got != 4500 {
 		t.Fatalf("late joiner's backend imported %d of 4500", got)
+	}
+	// It took the peers' history by snapshot: NACKing it would have made
+	// every peer resend its whole retransmit ring to every receiver.
+	for _, p := range late.Stats("").Peers {
+		if p.RetransmittedPackets != 0 || p.LostPackets != 0 {
+			t.Errorf("late joiner, peer %s: %d packets retransmitted to it, %d lost", p.PeerId, p.RetransmittedPackets, p.LostPackets)
+		}
 	}
 }
 

@@ -53,6 +53,8 @@ type peer struct {
 	rejReplay map[reliable.Verdict]uint64
 	snapshots uint64
 	pulling   bool
+	wantSnap  bool      // a catch-up snapshot is due
+	retryPull time.Time // not before, after a failed one
 	announced uint64
 }
 
@@ -515,7 +517,13 @@ func (n *Node) importEntries(ctx context.Context, es []conn.Entry) {
 func (n *Node) peerLocked(id string) *peer {
 	p, ok := n.peers[id]
 	if !ok {
-		p = &peer{id: id, recv: reliable.NewReceiver(n.cfg.Reliable), rejReplay: map[reliable.Verdict]uint64{}}
+		recv := reliable.NewReceiver(n.cfg.Reliable)
+		if n.snapState != syncdpb.SnapshotState_SNAPSHOT_STATE_COMPLETE {
+			// Starting: take the peer's history by snapshot, not by
+			// NACKing its whole retransmit ring.
+			recv = reliable.NewJoiningReceiver(n.cfg.Reliable)
+		}
+		p = &peer{id: id, recv: recv, rejReplay: map[reliable.Verdict]uint64{}}
 		n.peers[id] = p
 		n.log.Info("peer heard", "peer", id)
 	}
@@ -576,8 +584,11 @@ func (n *Node) tick(ctx context.Context, now time.Time) {
 			ranges = ranges[k:]
 			nacks = append(nacks, nk)
 		}
-		if p.recv.TakeSnapshotRequest() && !p.pulling && p.api != "" {
-			p.pulling = true
+		// A request waits for the peer's API address (its heartbeat) and
+		// survives a failed pull.
+		p.wantSnap = p.recv.TakeSnapshotRequest() || p.wantSnap
+		if p.wantSnap && !p.pulling && p.api != "" && !now.Before(p.retryPull) {
+			p.pulling, p.wantSnap = true, false
 			go n.catchUp(ctx, p.id, p.api)
 		}
 	}
@@ -648,7 +659,12 @@ func (n *Node) catchUp(ctx context.Context, id, api string) {
 	}()
 	cnt, err := server.Pull(ctx, api, id, n.applySnapshot)
 	if err != nil {
-		n.log.Warn("catch-up snapshot failed", "peer", id, "error", err)
+		n.log.Warn("catch-up snapshot failed; retrying in 1s", "peer", id, "error", err)
+		n.mu.Lock()
+		if p := n.peers[id]; p != nil {
+			p.wantSnap, p.retryPull = true, time.Now().Add(time.Second)
+		}
+		n.mu.Unlock()
 		return
 	}
 	n.mu.Lock()

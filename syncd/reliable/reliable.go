@@ -202,6 +202,7 @@ type Receiver struct {
 
 	snapshot bool
 	fresh    bool // first contact, nothing accepted nor announced yet
+	joining  bool // see NewJoiningReceiver
 	stats    Stats
 }
 
@@ -211,6 +212,20 @@ func NewReceiver(cfg Config) *Receiver {
 	words := (cfg.Window + 63) / 64
 	cfg.Window = words * 64
 	return &Receiver{cfg: cfg, done: make([]uint64, words), gaps: map[uint64]*gap{}}
+}
+
+// NewJoiningReceiver returns the state for a sender not heard from yet by
+// a receiver that is itself starting. Its first contact starts at the
+// sender's current sequence, whatever the sender's age, and asks for a
+// snapshot of the sender's entries (TakeSnapshotRequest) instead of
+// NACKing the sender's whole history: a newcomer that NACKs every peer's
+// retransmit ring makes every peer resend up to RingSize packets to every
+// receiver at once. A later incarnation of the sender is followed from
+// its sequence 1, as by any receiver.
+func NewJoiningReceiver(cfg Config) *Receiver {
+	r := NewReceiver(cfg)
+	r.joining = true
+	return r
 }
 
 func (r *Receiver) bit(seq uint64) (int, uint64) {
@@ -261,12 +276,14 @@ func (r *Receiver) reset(inc, first uint64) {
 // incarnation handles a packet's incarnation; ok is false for a stale one.
 // A first contact with a young sender (seq within the window) is followed
 // from sequence 1; with an older one it starts at seq (its history comes
-// from the snapshot). A restarted sender is followed from its sequence 1.
+// from the snapshot), as it does for a joining receiver. A restarted
+// sender is followed from its sequence 1.
 func (r *Receiver) incarnation(inc, seq uint64, now int64) bool {
 	switch {
-	case !r.known && seq > r.cfg.Window:
+	case !r.known && (seq > r.cfg.Window || r.joining):
 		r.reset(inc, seq)
 		r.fresh = false
+		r.snapshot = r.snapshot || (r.joining && seq > 1)
 	case !r.known:
 		r.reset(inc, 1)
 		r.fresh = false
@@ -322,6 +339,11 @@ func (r *Receiver) OnData(inc, seq uint64, now int64) Verdict {
 			return TooOld
 		}
 		return StaleIncarnation
+	}
+	if r.fresh && r.joining && r.base == 1 && r.high == 0 && seq > 1 {
+		// First heard by a control packet without a heartbeat.
+		r.base, r.high = seq, seq-1
+		r.snapshot = true
 	}
 	if seq < r.base {
 		r.stats.TooOld++
@@ -390,10 +412,12 @@ func (r *Receiver) OnHeartbeat(highest, lowestRetained uint64, now int64) {
 	}
 	if r.fresh {
 		r.fresh = false
-		if lowestRetained > 1 && r.base == 1 && r.high == 0 {
+		if r.base == 1 && r.high == 0 && (lowestRetained > 1 || (r.joining && highest > 0)) {
 			// First contact by heartbeat with a sender whose ring has
-			// wrapped: start after its history (the snapshot carries it).
+			// wrapped, or by a joining receiver: start after its history
+			// (the snapshot carries it).
 			r.base, r.high = highest+1, highest
+			r.snapshot = r.snapshot || r.joining
 			return
 		}
 	}

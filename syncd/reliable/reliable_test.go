@@ -288,3 +288,59 @@ func TestKnownSenderLossBeyondRing(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A joining receiver never NACKs a sender's history, however it first
+// hears the sender; it asks for a snapshot of it instead, and follows a
+// later incarnation from sequence 1 like any receiver.
+func TestJoiningReceiverSkipsHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		contact  func(r *Receiver)
+		next     uint64 // the sender's next data sequence
+		snapshot bool
+	}{
+		{"data", func(r *Receiver) { r.OnData(3, 500, 0) }, 501, true},
+		{"heartbeat", func(r *Receiver) {
+			r.OnControl(3, 1, 0)
+			r.OnHeartbeat(500, 1, 0)
+		}, 501, true},
+		{"control then data", func(r *Receiver) {
+			r.OnControl(3, 1, 0)
+			r.OnData(3, 500, 0)
+		}, 501, true},
+		{"young sender's first packet", func(r *Receiver) { r.OnData(3, 1, 0) }, 2, false},
+		{"heartbeat of a sender with nothing sent", func(r *Receiver) {
+			r.OnControl(3, 1, 0)
+			r.OnHeartbeat(0, 1, 0)
+		}, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewJoiningReceiver(Config{})
+			tc.contact(r)
+			if v := r.OnData(3, tc.next, ms); v != Accept {
+				t.Fatalf("next data packet %d: %v", tc.next, v)
+			}
+			if got := r.Tick(100*ms, nil); len(got) != 0 {
+				t.Fatalf("NACKed %v of the history", got)
+			}
+			if got := r.TakeSnapshotRequest(); got != tc.snapshot {
+				t.Fatalf("snapshot requested %v, want %v", got, tc.snapshot)
+			}
+			if st := r.Stats(); !st.CaughtUp() || st.Lost != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			// The sender restarts: its new history is all new, and is NACKed.
+			r.OnData(4, 3, 200*ms)
+			if got := r.Tick(300*ms, nil); !slices.Equal(got, []Range{{1, 2}}) {
+				t.Fatalf("after a restart NACKed %v, want 1-2", got)
+			}
+		})
+	}
+	// The same first contact by an ordinary receiver NACKs the young
+	// sender's history: what the joining receiver is for.
+	r := NewReceiver(Config{})
+	r.OnData(3, 500, 0)
+	if got := r.Tick(100*ms, nil); !slices.Equal(got, []Range{{1, 499}}) {
+		t.Fatalf("ordinary receiver NACKed %v, want 1-499", got)
+	}
+}
