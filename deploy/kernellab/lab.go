@@ -132,7 +132,7 @@ func Exec(ctx context.Context, spec Spec) (*Result, error) {
 		"-nographic", "-no-reboot", "-nodefaults", "-no-user-config",
 		"-serial", "stdio", "-monitor", "none",
 		"-kernel", image, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mitigations=off random.trust_cpu=on",
+		"-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mitigations=off random.trust_cpu=on tsc=reliable clocksource=tsc highres=off nohz=off",
 	}
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	cmd.Stdin = nil
