@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,11 @@ func orStr(a, b string) string {
 	return b
 }
 
+// saruNice is saru's scheduling priority, as deploy/saru/saru.service
+// sets it: its failure detector must answer probes while the data plane
+// keeps the CPUs busy, or a busy director is declared dead.
+const saruNice = -10
+
 // proc is a daemon running in a namespace.
 type proc struct {
 	name string
@@ -59,7 +65,10 @@ type proc struct {
 	err  error
 }
 
-func startProc(ns, name, logPath string, argv ...string) (*proc, error) {
+// startProc starts argv in the namespace. A nonzero nice is the daemon's
+// scheduling priority (every thread of it: the child inherits the forking
+// thread's).
+func startProc(ns, name, logPath string, nice int, argv ...string) (*proc, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -69,7 +78,7 @@ func startProc(ns, name, logPath string, argv ...string) (*proc, error) {
 	// Own process group: a terminal's Ctrl-C reaches sarulab, which tears
 	// down in order, not the daemons directly.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startNice(cmd, nice); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s in %s: %w", name, ns, err)
 	}
@@ -83,6 +92,21 @@ func startProc(ns, name, logPath string, argv ...string) (*proc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// startNice starts cmd from an OS thread whose nice value is nice for the
+// fork, so the child and every thread it makes inherit it.
+func startNice(cmd *exec.Cmd, nice int) error {
+	if nice == 0 {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, nice); err != nil {
+		return fmt.Errorf("nice %d: %w", nice, err)
+	}
+	defer syscall.Setpriority(syscall.PRIO_PROCESS, 0, 0)
+	return cmd.Start()
 }
 
 func (p *proc) running() bool {
@@ -267,7 +291,7 @@ func (l *Lab) startSyncd(ctx context.Context, d *Director) error {
 		return err
 	}
 	var err error
-	if d.syncd, err = startProc(d.NS, d.ID+" syncd", filepath.Join(l.work, d.ID+"-syncd.log"), l.bins.syncd, "-config", sc); err != nil {
+	if d.syncd, err = startProc(d.NS, d.ID+" syncd", filepath.Join(l.work, d.ID+"-syncd.log"), 0, l.bins.syncd, "-config", sc); err != nil {
 		return err
 	}
 	if err := waitTCP(ctx, d.NS, d.SyncdAddr(), 30*time.Second); err != nil {
@@ -282,7 +306,7 @@ func (l *Lab) startSaru(ctx context.Context, d *Director, joinDelay time.Duratio
 		return err
 	}
 	var err error
-	if d.saru, err = startProc(d.NS, d.ID+" saru", filepath.Join(l.work, d.ID+"-saru.log"), l.bins.saru, "-config", cc); err != nil {
+	if d.saru, err = startProc(d.NS, d.ID+" saru", filepath.Join(l.work, d.ID+"-saru.log"), saruNice, l.bins.saru, "-config", cc); err != nil {
 		return err
 	}
 	if err := waitTCP(ctx, d.NS, d.SaruAddr(), 30*time.Second); err != nil {

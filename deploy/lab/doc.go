@@ -52,12 +52,15 @@
 // syncd, saructl, sarulab, grpcurl) into the guest and runs sarulab there,
 // streaming its output back.
 //
-// In the guest the CPUs are emulated in software and often share the host
-// with other work, so saru's memberlist runs with tolerant timings there
-// (probe 500ms, timeout 400ms, suspicion x5): failover then takes about
-// 3 s instead of under 1 s, but no live director is declared dead.
-// `sarulab --gossip 100ms/50ms/2` (or SARULAB_GOSSIP) measures with tighter
-// timings on a quiet host.
+// In the guest the CPUs are emulated in software: the guest uses the TSC
+// as its clock (the emulated HPET makes every clock read a trap), saru runs
+// at nice -10 as its systemd unit sets it, and its memberlist gives a
+// suspected director three probe intervals to refute (probe 100ms, timeout
+// 50ms, suspicion x3; saru's default is x2). The emulator still stalls the
+// whole guest now and then, most around a director's start; the e2e test
+// reruns a scenario in which membership flapped before it acted.
+// `sarulab --gossip 500ms/400ms/5` (or SARULAB_GOSSIP) is the tolerant
+// setting for a host too busy for that.
 //
 // # Environment
 //

@@ -3,11 +3,13 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 
+	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,6 +92,33 @@ func ipBatch(ctx context.Context, ns string, lines []string) error {
 		return fmt.Errorf("ip -n %s -batch: %w: %s", ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// setLinks sets the namespace's named links up or down over rtnetlink from
+// this process: a crash takes effect at once, not after an `ip` command
+// has started (which takes a while on the kernel lab's emulated CPUs).
+func setLinks(ns string, names []string, up bool) error {
+	return inNS(ns, func() error {
+		c, err := rtnetlink.Dial(nil)
+		if err != nil {
+			return fmt.Errorf("rtnetlink in %s: %w", ns, err)
+		}
+		defer c.Close()
+		var flags uint32
+		if up {
+			flags = unix.IFF_UP
+		}
+		for _, name := range names {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil {
+				return fmt.Errorf("link %s in %s: %w", name, ns, err)
+			}
+			if err := c.Link.Set(&rtnetlink.LinkMessage{Index: uint32(ifi.Index), Flags: flags, Change: unix.IFF_UP}); err != nil {
+				return fmt.Errorf("set link %s up=%v in %s: %w", name, up, ns, err)
+			}
+		}
+		return nil
+	})
 }
 
 // sysctl writes /proc/sys values inside the namespace.

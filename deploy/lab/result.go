@@ -15,6 +15,9 @@ type Result struct {
 	StallP50    float64 `json:"stall_ms_p50"`
 	StallP99    float64 `json:"stall_ms_p99"`
 	FailoverMS  float64 `json:"failover_ms"`
+	// DetectMS is, in crash scenarios, when a survivor's saru first
+	// listed the victim as dead: memberlist's part of failover_ms.
+	DetectMS float64 `json:"detect_ms,omitempty"`
 	// Moved counts the connections whose director changed during the
 	// scenario: the ones whose survival the scenario proves.
 	Moved int `json:"moved"`

@@ -78,6 +78,11 @@ func RunScenario(ctx context.Context, name string, so ScenarioOptions) Result {
 		so.Mode = ModeDR
 	}
 	start := time.Now()
+	if os.Getenv("SARULAB_DEBUG") != "" {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go watchStalls(sctx, so.Out)
+	}
 	res := Result{Scenario: name, Mode: so.Mode}
 	opts := Options{Mode: so.Mode, BinDir: so.BinDir, Out: so.Out, NoSync: so.NoSync}
 	if name == "lossy-sync" {
@@ -427,6 +432,7 @@ func (c *cluster) streamConns(ctx context.Context, id string) (map[uint32]bool, 
 func finish(ctx context.Context, ss *Streams, so ScenarioOptions, res *Result) {
 	ok := ss.WaitHealthy(ctx, time.Second, 20*time.Second)
 	time.Sleep(time.Second)
+	debugTop(ctx, so.Out)
 	states := ss.Snapshot()
 	lost, p50, p99 := Outcome(states, 5*time.Second)
 	res.Connections, res.Lost = len(states), lost
@@ -442,6 +448,27 @@ func finish(ctx context.Context, ss *Streams, so ScenarioOptions, res *Result) {
 	}
 }
 
+// watchStalls reports when this process's timers fire late by more than
+// 150ms: the whole machine (in the kernel lab, the emulated guest) stalled,
+// and every daemon with it.
+func watchStalls(ctx context.Context, w io.Writer) {
+	const tick = 20 * time.Millisecond
+	last := time.Now()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if late := now.Sub(last) - tick; late > 150*time.Millisecond {
+				fmt.Fprintf(w, "  ! stall: timers fired %v late at %s\n", late.Round(time.Millisecond), now.Format("15:04:05.000"))
+			}
+			last = now
+		}
+	}
+}
+
 // debugTop prints the guest's busiest processes when SARULAB_DEBUG is set.
 func debugTop(ctx context.Context, w io.Writer) {
 	if os.Getenv("SARULAB_DEBUG") == "" {
@@ -453,6 +480,9 @@ func debugTop(ctx context.Context, w io.Writer) {
 		lines = lines[:16]
 	}
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
+	if b, err := os.ReadFile("/proc/net/softnet_stat"); err == nil {
+		fmt.Fprintf(w, "softnet_stat (processed dropped squeezed ...):\n%s", b)
+	}
 }
 
 // movedPorts adds to set the streams whose owner differs between two
@@ -548,7 +578,7 @@ func scenarioCrash(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, 
 	if err != nil {
 		return fmt.Errorf("after kill -9 of %s: %w", victim.ID, err)
 	}
-	res.FailoverMS = ms(fo)
+	res.FailoverMS, res.DetectMS = ms(fo), ms(seen)
 	say(so.Out, "kill -9 %s (and its links down) with %d of its connections in flight: survivors %v own every bucket after %v",
 		victim.ID, hit, survivors, fo.Round(time.Millisecond))
 	finish(ctx, ss, so, res)

@@ -76,12 +76,11 @@ type Options struct {
 	// LossPercent drops this share of syncd's peer packets on every
 	// director (an nftables numgen rule on mgmt0).
 	LossPercent int
-	// Gossip timings for saru's memberlist; zero leaves saru's defaults,
-	// except inside the kernel lab, whose software-emulated CPUs on a busy
-	// host stall for hundreds of milliseconds: there the lab uses 500ms,
-	// 400ms and 5 so that no live director is declared dead (failover is
-	// correspondingly slower). SARULAB_GOSSIP=interval/timeout/mult
-	// overrides both.
+	// Gossip timings for saru's memberlist; zero leaves saru's defaults
+	// (100ms, 50ms, 2), except inside the kernel lab, whose emulated CPUs
+	// stall now and then for a few hundred milliseconds: there a suspected
+	// director gets three probe intervals to refute (100ms, 50ms, 3).
+	// SARULAB_GOSSIP=interval/timeout/mult overrides both.
 	ProbeInterval, ProbeTimeout time.Duration
 	SuspicionMult               int
 	// NoSync runs saru without syncd: the baseline showing what connection
@@ -125,7 +124,7 @@ func (o *Options) defaults() error {
 		o.Out = io.Discard
 	}
 	if o.ProbeInterval == 0 && kernellab.Inside() {
-		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 500*time.Millisecond, 400*time.Millisecond, 5
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = KernelLabGossip()
 	}
 	if v := os.Getenv("SARULAB_GOSSIP"); v != "" {
 		// interval/timeout/mult, e.g. 200ms/100ms/2
@@ -144,6 +143,12 @@ func (o *Options) defaults() error {
 		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = a, b, m
 	}
 	return nil
+}
+
+// KernelLabGossip is the lab's memberlist timings inside the kernel lab:
+// probe interval, probe timeout and suspicion multiplier.
+func KernelLabGossip() (time.Duration, time.Duration, int) {
+	return 100 * time.Millisecond, 50 * time.Millisecond, 3
 }
 
 // Lab is a running topology.
@@ -454,20 +459,12 @@ func (l *Lab) wireDirector(ctx context.Context, d *Director) error {
 // Unplug takes a director's links down on the hub: as far as the network
 // can tell, the machine is off.
 func (l *Lab) Unplug(ctx context.Context, d *Director) error {
-	var lines []string
-	for _, p := range d.hubIf {
-		lines = append(lines, "link set "+p+" down")
-	}
-	return ipBatch(ctx, l.hub, lines)
+	return setLinks(l.hub, d.hubIf, false)
 }
 
 // Plug brings a director's hub links back up.
 func (l *Lab) Plug(ctx context.Context, d *Director) error {
-	var lines []string
-	for _, p := range d.hubIf {
-		lines = append(lines, "link set "+p+" up")
-	}
-	return ipBatch(ctx, l.hub, lines)
+	return setLinks(l.hub, d.hubIf, true)
 }
 
 // onClose registers a cleanup run by Close, last registered first.

@@ -64,8 +64,8 @@ func Tour(ctx context.Context, to TourOptions) error {
 		return err
 	}
 	if l.opts.ProbeInterval > 0 {
-		fmt.Fprintf(w, "Gossip: probe every %v, timeout %v, suspicion x%d (tolerant of the emulated CPUs; failover is slower than on real hardware)\n",
-			l.opts.ProbeInterval, l.opts.ProbeTimeout, l.opts.SuspicionMult)
+		fmt.Fprintf(w, "Gossip: probe every %v, timeout %v, suspicion x%d (a suspected director has %d probe intervals to refute)\n",
+			l.opts.ProbeInterval, l.opts.ProbeTimeout, l.opts.SuspicionMult, l.opts.SuspicionMult)
 	}
 	defer l.Close()
 	step(w, 1, "bring the mesh up: syncd and saru on every director")
