@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -92,6 +93,13 @@ func startProc(ns, name, logPath string, nice int, argv ...string) (*proc, error
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// debugf prints a timestamped line when SARULAB_DEBUG is set.
+func debugf(w io.Writer, format string, args ...any) {
+	if os.Getenv("SARULAB_DEBUG") != "" {
+		fmt.Fprintf(w, "  [%s] "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
 }
 
 // startNice starts cmd from an OS thread whose nice value is nice for the
@@ -271,6 +279,7 @@ func (l *Lab) StartDaemons(ctx context.Context, d *Director, joinDelay time.Dura
 	if err := l.prepare(); err != nil {
 		return err
 	}
+	debugf(l.opts.Out, "%s: configure IPVS", d.ID)
 	if err := l.configureIPVS(ctx, d); err != nil {
 		return err
 	}
@@ -278,11 +287,15 @@ func (l *Lab) StartDaemons(ctx context.Context, d *Director, joinDelay time.Dura
 		return err
 	}
 	if !l.opts.NoSync {
+		debugf(l.opts.Out, "%s: start syncd", d.ID)
 		if err := l.startSyncd(ctx, d); err != nil {
 			return err
 		}
 	}
-	return l.startSaru(ctx, d, joinDelay)
+	debugf(l.opts.Out, "%s: start saru", d.ID)
+	err := l.startSaru(ctx, d, joinDelay)
+	debugf(l.opts.Out, "%s: saru serving", d.ID)
+	return err
 }
 
 func (l *Lab) startSyncd(ctx context.Context, d *Director) error {

@@ -167,11 +167,8 @@ func TestIntegrationScenarios(t *testing.T) {
 			{"crash", ModeNAT, 500, true},
 			{"rolling-maintenance", ModeNAT, 200, true},
 			{"inspection", ModeNAT, 50, false},
+			{"join", ModeNAT, 200, true},
 			{"lossy-sync", ModeNAT, 500, true},
-			// join in NAT mode is left out: the emulated guest stalls
-			// while a fourth director starts, and with every reply
-			// forwarded by a director a stall of seconds can outlast the
-			// loss deadline.
 		} {
 			t.Run(tc.name+"-"+string(tc.mode), func(t *testing.T) {
 				r := runScenario(t, tc.name, ScenarioOptions{Mode: tc.mode})

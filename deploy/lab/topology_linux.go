@@ -227,6 +227,16 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
+	if kernellab.Inside() {
+		// Every frame to the shared MAC is flooded to every director, and
+		// the emulated CPUs drain the per-CPU backlog slowly: at the
+		// default 1000 packets a burst overflows it, and the gossip
+		// packets dropped with it make memberlist suspect live directors.
+		// (Global, so set only in the lab's own VM.)
+		if err := os.WriteFile("/proc/sys/net/core/netdev_max_backlog", []byte("20000"), 0o644); err != nil {
+			return nil, fmt.Errorf("netdev_max_backlog: %w", err)
+		}
+	}
 	if err := l.addNS(ctx, l.hub); err != nil {
 		return nil, err
 	}
@@ -370,6 +380,7 @@ func (l *Lab) addServer(ctx context.Context, i int) (*Server, error) {
 func (l *Lab) AddDirector(ctx context.Context) (*Director, error) {
 	i := len(l.Directors)
 	d := &Director{Index: i, ID: fmt.Sprintf("dir%d", i+1), NS: fmt.Sprintf("%s-d%d", l.prefix, i+1), Mgmt: mgmtAddr(i)}
+	debugf(l.opts.Out, "%s: new namespace", d.ID)
 	if err := l.addNS(ctx, d.NS); err != nil {
 		return nil, err
 	}
