@@ -52,15 +52,20 @@
 // syncd, saructl, sarulab, grpcurl) into the guest and runs sarulab there,
 // streaming its output back.
 //
-// In the guest the CPUs are emulated in software: the guest uses the TSC
-// as its clock (the emulated HPET makes every clock read a trap), the
-// per-CPU network backlog holds 20000 packets (at the default 1000 the
-// flood of frames to the shared MAC overflows it, and memberlist loses
-// probes with it), saru runs at nice -10 as its systemd unit sets it, and
-// its memberlist gives a suspected director three probe intervals to
-// refute (probe 100ms, timeout 50ms, suspicion x3; saru's default is x2). The emulator still stalls the
-// whole guest now and then, most around a director's start; the e2e test
-// reruns a scenario in which membership flapped before it acted.
+// In the guest the CPUs are emulated in software, so the lab tunes it:
+//
+//   - the guest clocks on the TSC (the emulated HPET makes every clock
+//     read a trap);
+//   - the per-CPU network backlog holds 20000 packets: at the default 1000
+//     the flood of frames to the shared MAC overflows it, and memberlist's
+//     probes are dropped with it;
+//   - saru runs at nice -10, as its systemd unit sets it;
+//   - memberlist gives a suspected director three probe intervals to
+//     refute (probe 100ms, timeout 50ms, suspicion x3; saru's default is
+//     x2).
+//
+// With four directors in NAT mode the guest has no idle CPU left. The e2e
+// test reruns a scenario in which membership flapped before it acted.
 // `sarulab --gossip 500ms/400ms/5` (or SARULAB_GOSSIP) is the tolerant
 // setting for a host too busy for that.
 //
