@@ -106,6 +106,7 @@ type Node struct {
 	pubCh  chan struct{}
 
 	confirmWant atomic.Pointer[[]string]
+	confirmNow  chan struct{} // wakes the sync poller when confirmWant changes
 	syncReady   atomic.Bool
 
 	ml      *memberlist.Memberlist
@@ -151,7 +152,7 @@ func New(opts Options) (*Node, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	cfg := opts.Config
-	n := &Node{opts: opts, cfg: cfg, addrs: make(map[string]string), log: opts.Logger.With("node", cfg.ID), wake: make(chan struct{}, 1),
+	n := &Node{opts: opts, cfg: cfg, addrs: make(map[string]string), log: opts.Logger.With("node", cfg.ID), wake: make(chan struct{}, 1), confirmNow: make(chan struct{}, 1),
 		metaCh: make(chan struct{}, 1), pubCh: make(chan struct{}), done: make(chan struct{})}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
@@ -368,6 +369,11 @@ func (n *Node) process(rd coord.Ready) {
 	if rd.Confirm != nil {
 		c := slices.Clone(rd.Confirm)
 		n.confirmWant.Store(&c)
+		// Ask syncd now: a drain waits on every peer's answer.
+		select {
+		case n.confirmNow <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -488,6 +494,7 @@ func (n *Node) syncPoller() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		case <-n.confirmNow:
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 		if !n.syncReady.Load() {
