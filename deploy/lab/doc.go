@@ -56,7 +56,7 @@
 //
 //   - the guest clocks on the TSC (the emulated HPET makes every clock
 //     read a trap);
-//   - the per-CPU network backlog holds 20000 packets: at the default 1000
+//   - the per-CPU network backlog holds 5000 packets: at the default 1000
 //     the flood of frames to the shared MAC overflows it, and memberlist's
 //     probes are dropped with it;
 //   - saru runs at nice -10, as its systemd unit sets it;

@@ -233,7 +233,7 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 		// default 1000 packets a burst overflows it, and the gossip
 		// packets dropped with it make memberlist suspect live directors.
 		// (Global, so set only in the lab's own VM.)
-		if err := os.WriteFile("/proc/sys/net/core/netdev_max_backlog", []byte("20000"), 0o644); err != nil {
+		if err := os.WriteFile("/proc/sys/net/core/netdev_max_backlog", []byte("5000"), 0o644); err != nil {
 			return nil, fmt.Errorf("netdev_max_backlog: %w", err)
 		}
 	}
