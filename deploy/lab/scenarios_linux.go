@@ -733,14 +733,19 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 	var readyAt, ownAt time.Duration
 	early := false
 	for time.Since(t0) < 60*time.Second && ownAt == 0 {
+		// The assignment first, then syncd: readiness never goes back, so
+		// "not ready" after a view in which the newcomer owns buckets
+		// proves it took them first. (The other order let a slow poll
+		// of a busy guest report a correct join as early.)
+		v, verr := c.view(ctx, l.Directors[0].ID)
+		owned := verr == nil && owners(v.asg)[d.ID] > 0
 		st, err := c.syncStatus(ctx, d.ID)
 		if err == nil && st.GetReady() && readyAt == 0 {
 			readyAt = time.Since(t0)
 		}
-		v, err := c.view(ctx, l.Directors[0].ID)
-		if err == nil && owners(v.asg)[d.ID] > 0 {
+		if owned {
 			ownAt = time.Since(t0)
-			early = readyAt == 0
+			early = err == nil && !st.GetReady()
 		}
 		time.Sleep(pollEvery)
 	}
