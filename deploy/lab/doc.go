@@ -73,7 +73,8 @@
 //
 //	SARULAB_GOSSIP     memberlist timings, interval/timeout/suspicion-mult
 //	SARULAB_KEEP       keep the work directory (configs, daemon logs)
-//	SARULAB_DEBUG      print the guest's busiest processes and every log
+//	SARULAB_DEBUG      print the busiest processes, softnet drops, stalls of the
+//	                   whole machine, director start steps and every log
 //	SARULAB_LOG_LINES  log lines shown per daemon when a scenario fails
 //
 // # What it does not do
