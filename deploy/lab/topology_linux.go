@@ -124,7 +124,7 @@ func (o *Options) defaults() error {
 		o.Out = io.Discard
 	}
 	if o.ProbeInterval == 0 && kernellab.Inside() {
-		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = KernelLabGossip()
+		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 100*time.Millisecond, 50*time.Millisecond, 3
 	}
 	if v := os.Getenv("SARULAB_GOSSIP"); v != "" {
 		// interval/timeout/mult, e.g. 200ms/100ms/2
@@ -143,12 +143,6 @@ func (o *Options) defaults() error {
 		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = a, b, m
 	}
 	return nil
-}
-
-// KernelLabGossip is the lab's memberlist timings inside the kernel lab:
-// probe interval, probe timeout and suspicion multiplier.
-func KernelLabGossip() (time.Duration, time.Duration, int) {
-	return 100 * time.Millisecond, 50 * time.Millisecond, 3
 }
 
 // Lab is a running topology.
