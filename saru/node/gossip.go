@@ -33,6 +33,11 @@ func (n *Node) memberlistConfig() *memberlist.Config {
 	mc.PushPullInterval = 5 * time.Second
 	mc.DeadNodeReclaimTime = time.Second
 	mc.TCPTimeout = 2 * time.Second
+	// Gossip packets are a few hundred bytes on a LAN; compressing each
+	// one allocated a 64 KiB LZW table per packet, and the garbage
+	// collector then cost a fifth of saru's CPU. Peers still accept
+	// compressed packets from older directors.
+	mc.EnableCompression = false
 	mc.SecretKey = n.opts.GossipKey
 	d := &delegate{n: n}
 	mc.Delegate = d
