@@ -496,26 +496,23 @@ func movedPorts(ss *Streams, before, after *sarupb.Assignment, set map[*Stream]b
 	}
 }
 
-// moved describes which streams changed owner (those in set) and how
-// many of each kind were lost.
+// moved describes which streams changed owner (those in set): how many
+// of each kind were lost and how long each kind stalled, which tells a
+// handover's stall from the whole machine's.
 func moved(ss *Streams, set map[*Stream]bool, lossAfter time.Duration) string {
-	var mv, stay, lostMv, lostStay int
+	var mv, stay []StreamState
 	for i, st := range ss.Snapshot() {
-		s := ss.list[i]
-		lost := st.Err != nil || st.Waiting > lossAfter
-		if set[s] {
-			mv++
-			if lost {
-				lostMv++
-			}
+		if set[ss.list[i]] {
+			mv = append(mv, st)
 		} else {
-			stay++
-			if lost {
-				lostStay++
-			}
+			stay = append(stay, st)
 		}
 	}
-	return fmt.Sprintf("%d streams changed director (%d lost), %d kept theirs (%d lost)", mv, lostMv, stay, lostStay)
+	group := func(states []StreamState) string {
+		lost, p50, p99 := Outcome(states, lossAfter)
+		return fmt.Sprintf("(%d lost, stall p50 %v p99 %v)", lost, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("%d streams changed director %s, %d kept theirs %s", len(mv), group(mv), len(stay), group(stay))
 }
 
 // affected counts the streams whose bucket the director owns.
@@ -716,6 +713,10 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 	}
 	l.acted = true
 	ss.ResetWindow()
+	var use usage
+	if os.Getenv("SARULAB_DEBUG") != "" {
+		use = readUsage()
+	}
 	d, err := l.AddDirector(ctx)
 	if err != nil {
 		return err
@@ -758,6 +759,9 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 		return fmt.Errorf("after %s joined: %w", d.ID, err)
 	}
 	res.FailoverMS = ms(time.Since(t0))
+	if os.Getenv("SARULAB_DEBUG") != "" {
+		printUsage(so.Out, use, readUsage())
+	}
 	mv := map[*Stream]bool{}
 	movedPorts(ss, before, after, mv)
 	res.Moved = len(mv)
