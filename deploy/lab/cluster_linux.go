@@ -99,21 +99,28 @@ func ownerOf(a *sarupb.Assignment, b uint32) string {
 // newest assignment, that assignment covers every bucket, and its owners
 // are exactly want (nil: any).
 func (c *cluster) settled(ctx context.Context, ids []string, want []string) (bool, *sarupb.Assignment, error) {
+	// Statuses first (one call each), the assignment only once they agree:
+	// the kernel lab's emulated CPUs are scarce.
 	var epoch uint64
-	var asg *sarupb.Assignment
-	for _, id := range ids {
-		v, err := c.view(ctx, id)
+	for i, id := range ids {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := c.saru[id].GetStatus(ctx, &sarupb.GetStatusRequest{})
+		cancel()
 		if err != nil {
-			return false, nil, err
+			return false, nil, fmt.Errorf("%s GetStatus: %w", id, err)
 		}
-		if v.asg == nil || v.status.GetAppliedEpoch() != v.asg.GetEpoch() {
-			return false, v.asg, nil
+		if st.GetAppliedEpoch() != st.GetEpoch() || (i > 0 && st.GetEpoch() != epoch) {
+			return false, nil, nil
 		}
-		if asg == nil {
-			epoch, asg = v.asg.GetEpoch(), v.asg
-		} else if v.asg.GetEpoch() != epoch {
-			return false, asg, nil
-		}
+		epoch = st.GetEpoch()
+	}
+	v, err := c.view(ctx, ids[len(ids)-1])
+	if err != nil {
+		return false, nil, err
+	}
+	asg := v.asg
+	if asg.GetEpoch() != epoch {
+		return false, asg, nil
 	}
 	own := owners(asg)
 	total := 0
@@ -147,7 +154,10 @@ func (c *cluster) waitSettled(ctx context.Context, ids, want []string, timeout t
 		if ok {
 			return time.Since(start), a, nil
 		}
-		lastErr, last = err, a
+		lastErr = err
+		if a != nil {
+			last = a
+		}
 		select {
 		case <-ctx.Done():
 			return 0, nil, ctx.Err()

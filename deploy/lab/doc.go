@@ -59,14 +59,17 @@
 //   - the per-CPU network backlog holds 5000 packets: at the default 1000
 //     the flood of frames to the shared MAC overflows it, and memberlist's
 //     probes are dropped with it;
-//   - saru runs at nice -10, as its systemd unit sets it.
+//   - saru runs at nice -10, as its systemd unit sets it;
+//   - memberlist gives a suspected director three probe intervals to
+//     refute (probe 100ms, timeout 50ms, suspicion x3; saru's default is
+//     x2).
 //
-// saru keeps its own gossip timings (probe 100ms, timeout 50ms, suspicion
-// x2), so the lab measures the failover an operator gets. With four
-// directors and 200 streams the guest has about a fifth of its CPU idle;
-// now and then it stalls for a few hundred milliseconds, and memberlist
-// suspects a director that is alive. The e2e test reruns a scenario in
-// which membership flapped before it acted.
+// With four directors and 200 streams the guest has about a fifth of its
+// CPU idle, and now and then it stalls for a few hundred milliseconds. At
+// saru's x2, a NAT join then set off false deaths in about one run in
+// three, and bucket moves on every side of them (streams stalled up to
+// 16s); x3 costs about 80ms of failover. The e2e test reruns a scenario
+// in which membership flapped before it acted.
 // `sarulab --gossip 500ms/400ms/5` (or SARULAB_GOSSIP) is the tolerant
 // setting for a host too busy for that.
 //

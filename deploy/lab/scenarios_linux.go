@@ -754,7 +754,10 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 		return fmt.Errorf("%s owned no bucket 60s after starting", d.ID)
 	}
 	all := l.ids(nil)
-	_, after, err := c.waitSettled(ctx, all, all, 30*time.Second)
+	// A starved kernel-lab guest can set off false deaths while the
+	// newcomer starts; the epochs they cause take a while to settle (the
+	// line's failover_ms shows how long).
+	_, after, err := c.waitSettled(ctx, all, all, 60*time.Second)
 	if err != nil {
 		return fmt.Errorf("after %s joined: %w", d.ID, err)
 	}
