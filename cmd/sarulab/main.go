@@ -47,7 +47,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.grpcurl, "grpcurl", "", "grpcurl binary (default: $(go env GOPATH)/bin/grpcurl, then $PATH)")
 	fs.StringVar(&c.kernelLab, "kernel-lab", "auto", "run inside the QEMU kernel lab: auto (when this kernel has no IPVS), always or never")
 	fs.BoolVar(&c.inKernelLab, "in-kernel-lab", false, "set by sarulab itself inside the kernel lab's guest")
-	fs.StringVar(&c.gossip, "gossip", "", "saru's memberlist timings as interval/timeout/suspicion-mult, e.g. 500ms/400ms/5 for a busy host (default: saru's own, 100ms/50ms/2; 100ms/50ms/3 in the kernel lab)")
+	fs.StringVar(&c.gossip, "gossip", "", "saru's memberlist timings as interval/timeout/suspicion-mult, e.g. 500ms/400ms/5 for a busy host (default: saru's own, 100ms/50ms/2)")
 }
 
 func (c *common) fill() error {

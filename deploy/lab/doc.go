@@ -59,17 +59,16 @@
 //   - the per-CPU network backlog holds 5000 packets: at the default 1000
 //     the flood of frames to the shared MAC overflows it, and memberlist's
 //     probes are dropped with it;
-//   - saru runs at nice -10, as its systemd unit sets it;
-//   - memberlist gives a suspected director three probe intervals to
-//     refute (probe 100ms, timeout 50ms, suspicion x3; saru's default is
-//     x2).
+//   - saru runs at nice -10, as its systemd unit sets it.
 //
-// With four directors and 200 streams the guest has about a fifth of its
-// CPU idle, and now and then it stalls for a few hundred milliseconds. At
-// saru's x2, a NAT join then set off false deaths in about one run in
-// three, and bucket moves on every side of them (streams stalled up to
-// 16s); x3 costs about 80ms of failover. The e2e test reruns a scenario
-// in which membership flapped before it acted.
+// saru keeps its own gossip timings (probe 100ms, timeout 50ms, suspicion
+// x2), so the lab measures the failover an operator gets. With four
+// directors in NAT mode the guest has about a fifth of its CPU idle, and
+// starting a director (a namespace, two daemons) starves it for a second
+// or more: every stream's echoes wait, and in a third to a half of NAT
+// joins memberlist suspects directors that are alive and buckets move on
+// false deaths. Suspicion x3 did not make that rarer. The e2e test reruns a
+// scenario in which membership flapped before it acted.
 // `sarulab --gossip 500ms/400ms/5` (or SARULAB_GOSSIP) is the tolerant
 // setting for a host too busy for that.
 //
@@ -78,8 +77,9 @@
 //	SARULAB_GOSSIP     memberlist timings, interval/timeout/suspicion-mult
 //	SARULAB_KEEP       keep the work directory (configs, daemon logs)
 //	SARULAB_DEBUG      print the busiest processes, softnet drops, stalls of the
-//	                   whole machine, director start steps, the CPU time each
-//	                   process used while a director joined, and every log
+//	                   whole machine, director start steps, and, for a join, the
+//	                   CPU time each process used, syncd's packet counters and
+//	                   when the streams' worst stalls began; and every log
 //	SARULAB_LOG_LINES  log lines shown per daemon when a scenario fails
 //
 // # What it does not do

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -469,6 +470,41 @@ func watchStalls(ctx context.Context, w io.Writer) {
 	}
 }
 
+// debugSyncStats prints each syncd's packet counters per peer.
+func debugSyncStats(ctx context.Context, w io.Writer, c *cluster, ids []string) {
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := c.syncd[id].GetStats(ctx, &syncdpb.GetStatsRequest{})
+		cancel()
+		if err != nil {
+			fmt.Fprintf(w, "%s syncd stats: %v\n", id, err)
+			continue
+		}
+		var parts []string
+		for _, p := range st.GetPeers() {
+			parts = append(parts, fmt.Sprintf("%s rx %d lost %d resent %d", p.GetPeerId(), p.GetReceivedPackets(), p.GetLostPackets(), p.GetRetransmittedPackets()))
+		}
+		fmt.Fprintf(w, "%s syncd: %s; rejected %v\n", id, strings.Join(parts, ", "), st.GetRejected())
+	}
+}
+
+// debugStallStarts prints when the longest wait of each stream that
+// stalled over 300ms began, in 250ms bins: a handover stalls the moved
+// streams at the move, a starved machine stalls them all at once.
+func debugStallStarts(w io.Writer, ss *Streams) {
+	bins := map[string]int{}
+	for _, s := range ss.list {
+		s.mu.Lock()
+		if s.maxWait > 300*time.Millisecond {
+			bins[s.maxSent.Truncate(250*time.Millisecond).Format("15:04:05.000")]++
+		}
+		s.mu.Unlock()
+	}
+	for _, k := range slices.Sorted(maps.Keys(bins)) {
+		fmt.Fprintf(w, "  worst stall began %s: %d streams\n", k, bins[k])
+	}
+}
+
 // debugTop prints the guest's busiest processes when SARULAB_DEBUG is set.
 func debugTop(ctx context.Context, w io.Writer) {
 	if os.Getenv("SARULAB_DEBUG") == "" {
@@ -764,6 +800,8 @@ func scenarioJoin(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, r
 	res.FailoverMS = ms(time.Since(t0))
 	if os.Getenv("SARULAB_DEBUG") != "" {
 		printUsage(so.Out, use, readUsage())
+		debugSyncStats(ctx, so.Out, c, all)
+		debugStallStarts(so.Out, ss)
 	}
 	mv := map[*Stream]bool{}
 	movedPorts(ss, before, after, mv)

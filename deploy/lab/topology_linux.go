@@ -77,10 +77,8 @@ type Options struct {
 	// director (an nftables numgen rule on mgmt0).
 	LossPercent int
 	// Gossip timings for saru's memberlist; zero leaves saru's defaults
-	// (100ms, 50ms, 2), except inside the kernel lab, whose emulated CPUs
-	// stall now and then for a few hundred milliseconds: there a suspected
-	// director gets three probe intervals to refute (100ms, 50ms, 3).
-	// SARULAB_GOSSIP=interval/timeout/mult overrides both.
+	// (100ms, 50ms, 2), the ones the lab measures.
+	// SARULAB_GOSSIP=interval/timeout/mult overrides them.
 	ProbeInterval, ProbeTimeout time.Duration
 	SuspicionMult               int
 	// NoSync runs saru without syncd: the baseline showing what connection
@@ -122,9 +120,6 @@ func (o *Options) defaults() error {
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
-	}
-	if o.ProbeInterval == 0 && kernellab.Inside() {
-		o.ProbeInterval, o.ProbeTimeout, o.SuspicionMult = 100*time.Millisecond, 50*time.Millisecond, 3
 	}
 	if v := os.Getenv("SARULAB_GOSSIP"); v != "" {
 		// interval/timeout/mult, e.g. 200ms/100ms/2

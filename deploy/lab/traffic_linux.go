@@ -141,6 +141,7 @@ type Stream struct {
 	mu      sync.Mutex
 	pending []time.Time // send times of messages not yet echoed, oldest first
 	maxWait time.Duration
+	maxSent time.Time // when the message that waited maxWait was sent
 	lastRx  time.Time
 	echoes  uint64
 	err     error
@@ -297,6 +298,7 @@ func (s *Stream) recvLoop(ss *Streams) {
 		s.mu.Lock()
 		if wait > s.maxWait {
 			s.maxWait = wait
+			s.maxSent = now.Add(-wait)
 		}
 		if len(s.pending) > 0 {
 			s.pending = s.pending[1:]
