@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -101,6 +102,9 @@ func ownerOf(a *sarupb.Assignment, b uint32) string {
 func (c *cluster) settled(ctx context.Context, ids []string, want []string) (bool, *sarupb.Assignment, error) {
 	// Statuses first (one call each), the assignment only once they agree:
 	// the kernel lab's emulated CPUs are scarce.
+	if len(ids) == 0 {
+		return false, nil, errors.New("settled: no directors to ask")
+	}
 	var epoch uint64
 	for i, id := range ids {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
