@@ -14,11 +14,15 @@ type Config struct {
 	// NackDelay is how long a gap may stay open before it is NACKed
 	// (tolerates reordering), in nanoseconds. Default 2ms.
 	NackDelay int64
-	// NackInterval is the minimum time between NACKs of one sequence, in
-	// nanoseconds. Default 30ms.
+	// NackInterval is the minimum time between the first and second NACK
+	// of one sequence, in nanoseconds; each later wait doubles, up to
+	// eight times it. Default 30ms.
 	NackInterval int64
 	// MaxNacks is how many times one sequence is NACKed before it is
-	// given up as lost. Default 10.
+	// given up as lost (and a snapshot pulled). Default 10: with the
+	// default interval a gap is given up about 1.9s after it opened, so a
+	// sender or a machine that stalls for a second costs retransmissions,
+	// not a snapshot of the sender's whole table.
 	MaxNacks int
 	// RingSize is how many data packets a sender keeps for
 	// retransmission. Default 8192.
@@ -255,6 +259,12 @@ func (r *Receiver) advance() {
 	}
 }
 
+// nackWait is how long after the nacks-th NACK of a sequence the next is
+// due: NackInterval, doubling, at most 8×NackInterval.
+func (r *Receiver) nackWait(nacks int) int64 {
+	return r.cfg.NackInterval << min(nacks-1, 3)
+}
+
 // giveUp marks seq lost.
 func (r *Receiver) giveUp(seq uint64) {
 	delete(r.gaps, seq)
@@ -438,7 +448,7 @@ func (r *Receiver) Tick(now int64, dst []Range) []Range {
 	}
 	var due []uint64
 	for s, g := range r.gaps {
-		if now-g.seen < r.cfg.NackDelay || (g.nacks > 0 && now-g.lastNack < r.cfg.NackInterval) {
+		if now-g.seen < r.cfg.NackDelay || (g.nacks > 0 && now-g.lastNack < r.nackWait(g.nacks)) {
 			continue
 		}
 		if g.nacks >= r.cfg.MaxNacks {

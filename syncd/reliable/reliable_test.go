@@ -73,13 +73,45 @@ func TestReceiverGapNackAndGiveUp(t *testing.T) {
 	if r.TakeSnapshotRequest() {
 		t.Fatal("snapshot requested before giving up")
 	}
-	r.Tick(80*ms, nil) // third attempt exceeds MaxNacks: give up
+	if got := r.Tick(80*ms, nil); len(got) != 0 || r.Stats().Lost != 0 {
+		t.Fatalf("gave up or nacked within the doubled interval: %v", got)
+	}
+	r.Tick(100*ms, nil) // third attempt exceeds MaxNacks: give up
 	st := r.Stats()
 	if st.Lost != 1 || st.Contiguous != 4 || st.Missing != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if !r.TakeSnapshotRequest() || r.TakeSnapshotRequest() {
 		t.Fatal("snapshot request must be reported once")
+	}
+}
+
+// A gap is NACKed at doubling intervals (30, 60, 120, then 240ms) and
+// given up only after about 1.9s: a stall of a second is repaired by
+// retransmission, not by pulling a snapshot.
+func TestNackBackoff(t *testing.T) {
+	r := NewReceiver(Config{})
+	r.OnData(1, 1, 0)
+	r.OnData(1, 3, 0) // 2 missing
+	var at []int64
+	var gaveUp int64
+	for now := int64(0); now <= 3000*ms && gaveUp == 0; now += ms {
+		if got := r.Tick(now, nil); len(got) > 0 {
+			at = append(at, now)
+		}
+		if r.Stats().Lost > 0 {
+			gaveUp = now
+		}
+	}
+	want := []int64{2, 32, 92, 212, 452, 692, 932, 1172, 1412, 1652}
+	for i := range want {
+		want[i] *= ms
+	}
+	if !slices.Equal(at, want) {
+		t.Fatalf("NACKs at %v, want %v", at, want)
+	}
+	if snap := r.TakeSnapshotRequest(); gaveUp != 1892*ms || !snap {
+		t.Fatalf("gave up at %dms (want 1892), snapshot requested: %v", gaveUp/ms, snap)
 	}
 }
 
