@@ -68,6 +68,10 @@ type Node struct {
 	inc   uint64
 	start time.Time
 	ready chan struct{}
+	// wake asks the tick loop to come back within Tick: an entry is
+	// waiting to be flushed or a peer has a gap to NACK. Idle, the loop
+	// sleeps until the next heartbeat.
+	wake chan struct{}
 
 	keyring atomic.Pointer[wire.Keyring]
 	keyMod  time.Time
@@ -101,6 +105,7 @@ type Node struct {
 	snapshotting   int
 	expiryPausedTo time.Time
 	lastKeyPoll    time.Time
+	lastSweep      time.Time
 	refreshCur     uint32
 	refreshDebt    float64
 	expired        uint64
@@ -125,7 +130,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	now := time.Now()
 	n := &Node{
 		cfg: cfg, log: deps.Logger, be: deps.Backend, tr: deps.Transport, lis: deps.Listener,
-		inc: uint64(now.UnixNano()), start: now, ready: make(chan struct{}),
+		inc: uint64(now.UnixNano()), start: now, ready: make(chan struct{}), wake: make(chan struct{}, 1),
 		tab: table.New(now), snd: reliable.NewSender(cfg.Reliable),
 		peers: map[string]*peer{}, byAddr: map[netip.Addr]string{},
 		rejected:  map[wire.Reason]uint64{},
@@ -297,6 +302,15 @@ func (n *Node) queueLocked(e *conn.Entry, now time.Time) {
 	n.packer.Add(e)
 	if n.packer.Len() == 1 {
 		n.lastFlush = now
+		n.kick()
+	}
+}
+
+// kick wakes the tick loop (see Node.wake); it never blocks.
+func (n *Node) kick() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -428,6 +442,9 @@ func (n *Node) handle(ctx context.Context, dg []byte, from netip.AddrPort, s *wi
 	if hb := pkt.Heartbeat; hb != nil {
 		p.recv.OnHeartbeat(hb.HighestSequence, hb.LowestRetained, mono)
 		p.api, p.ready, p.announced, p.lastHB = hb.ApiAddress, hb.Ready, hb.Entries, now
+		if p.recv.Pending() || p.wantSnap {
+			n.kick()
+		}
 	}
 	for _, nk := range pkt.Nacks {
 		if nk.Target != n.cfg.NodeID || nk.Incarnation != n.inc {
@@ -485,6 +502,9 @@ func (n *Node) applyData(ctx context.Context, sender string, inc, seq uint64, re
 	if retransmit {
 		p.retrans++
 	}
+	if p.recv.Pending() {
+		n.kick()
+	}
 	imp = imp[:0]
 	for i := range es {
 		if es[i].Version > n.lastVersion {
@@ -530,15 +550,29 @@ func (n *Node) peerLocked(id string) *peer {
 	return p
 }
 
+// tickLoop runs tick when it next has work, and never sooner than Tick
+// after the last run: at the next heartbeat when idle, within Tick when
+// kicked. A fixed Tick-period ticker kept every idle syncd waking 200
+// times a second.
 func (n *Node) tickLoop(ctx context.Context) {
-	t := time.NewTicker(n.cfg.Tick)
+	t := time.NewTimer(n.cfg.Tick)
 	defer t.Stop()
+	due := time.Now().Add(n.cfg.Tick)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.wake:
+			if at := time.Now().Add(n.cfg.Tick); at.Before(due) {
+				due = at
+				t.Reset(time.Until(due))
+			}
 		case now := <-t.C:
-			n.tick(ctx, now)
+			due = n.tick(ctx, now)
+			if soonest := now.Add(n.cfg.Tick); due.Before(soonest) {
+				due = soonest
+			}
+			t.Reset(due.Sub(now))
 		}
 	}
 }
@@ -555,7 +589,8 @@ const (
 	nackOverhead       = 3 + 2 + 11
 )
 
-func (n *Node) tick(ctx context.Context, now time.Time) {
+// tick does what is due at now and returns when it next has work.
+func (n *Node) tick(ctx context.Context, now time.Time) time.Time {
 	if now.Sub(n.lastKeyPoll) >= 2*time.Second {
 		n.lastKeyPoll = now
 		if fi, err := os.Stat(n.cfg.KeyFile); err == nil && !fi.ModTime().Equal(n.keyMod) {
@@ -614,25 +649,57 @@ func (n *Node) tick(ctx context.Context, now time.Time) {
 			Ready: n.snapState == syncdpb.SnapshotState_SNAPSHOT_STATE_COMPLETE,
 		}, nil)
 	}
-	// Sweep the table once per expire interval, in steps per tick.
-	n.expireDebt += float64(n.tab.Len()) * float64(n.cfg.Tick) / float64(n.cfg.Expire)
+	// Sweep the table once per expire interval, in steps per run.
+	el := now.Sub(n.lastSweep)
+	if n.lastSweep.IsZero() || el < 0 {
+		el = 0
+	}
+	n.lastSweep = now
+	n.expireDebt = min(n.expireDebt+float64(n.tab.Len())*float64(min(el, n.cfg.Expire))/float64(n.cfg.Expire), float64(n.tab.Len()+1))
 	if k := int(n.expireDebt); k > 0 && (n.snapshotting == 0 || now.After(n.expiryPausedTo)) {
 		n.expireDebt -= float64(k)
 		var removed int
 		removed, n.expireCur = n.tab.ExpireSome(now, n.expireCur, k)
 		n.expired += uint64(removed)
 	}
-	n.refreshLocked(now)
+	n.refreshLocked(now, min(el, n.cfg.Refresh))
+	return n.nextLocked(now, mono)
+}
+
+// nextLocked is when tick next has work: the next heartbeat at the latest
+// (which also paces the sweeps), sooner for a partly filled packet, a
+// peer's NACK or a catch-up pull.
+func (n *Node) nextLocked(now time.Time, mono int64) time.Time {
+	next := n.lastHB.Add(n.cfg.Heartbeat)
+	if n.packer.Len() > 0 {
+		next = earlier(next, n.lastFlush.Add(n.cfg.Flush))
+	}
+	for _, p := range n.peers {
+		if at, ok := p.recv.Deadline(mono); ok {
+			next = earlier(next, now.Add(time.Duration(at-mono)))
+		}
+		if p.wantSnap && !p.pulling && p.api != "" {
+			next = earlier(next, p.retryPull)
+		}
+	}
+	return next
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // refreshLocked re-sends a slice of the local entries, so that every local
 // entry goes out once per refresh interval.
-func (n *Node) refreshLocked(now time.Time) {
+func (n *Node) refreshLocked(now time.Time, el time.Duration) {
 	local := n.tab.Count(n.cfg.NodeID)
 	if local == 0 {
 		return
 	}
-	n.refreshDebt += float64(local) * float64(n.cfg.Tick) / float64(n.cfg.Refresh)
+	n.refreshDebt = min(n.refreshDebt+float64(local)*float64(el)/float64(n.cfg.Refresh), float64(local+1))
 	k := int(n.refreshDebt)
 	if k == 0 {
 		return

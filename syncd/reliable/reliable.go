@@ -472,6 +472,31 @@ func (r *Receiver) Tick(now int64, dst []Range) []Range {
 	return dst
 }
 
+// Pending reports whether Tick has work to come: a gap to NACK or give
+// up, or a snapshot request not yet taken. It is cheap (Deadline walks the
+// gaps), for a caller deciding whether to schedule a Tick at all.
+func (r *Receiver) Pending() bool { return len(r.gaps) > 0 || r.snapshot }
+
+// Deadline reports the earliest time at which Tick has something to do: a
+// NACK due, a sequence to give up, or (at once: now) a snapshot request
+// waiting for TakeSnapshotRequest. ok is false when nothing is pending, so
+// the caller need not call Tick until a packet arrives.
+func (r *Receiver) Deadline(now int64) (at int64, ok bool) {
+	if r.snapshot {
+		return now, true
+	}
+	for _, g := range r.gaps {
+		t := g.seen + r.cfg.NackDelay
+		if g.nacks > 0 {
+			t = g.lastNack + r.nackWait(g.nacks)
+		}
+		if !ok || t < at {
+			at, ok = t, true
+		}
+	}
+	return at, ok
+}
+
 // Incarnation is the sender incarnation the state follows.
 func (r *Receiver) Incarnation() uint64 { return r.inc }
 

@@ -115,6 +115,53 @@ func TestNackBackoff(t *testing.T) {
 	}
 }
 
+// A caller that wakes only at Deadline sees the same NACK schedule as one
+// ticking every millisecond, and every deadline has work.
+func TestDeadlineDrivesTick(t *testing.T) {
+	r := NewReceiver(Config{})
+	r.OnData(1, 1, 0)
+	if _, ok := r.Deadline(0); ok || r.Pending() {
+		t.Fatal("a receiver with no gap has a deadline")
+	}
+	r.OnData(1, 3, 0) // 2 missing
+	if !r.Pending() {
+		t.Fatal("a gap is not pending")
+	}
+	var at []int64
+	now := int64(0)
+	for i := 0; i < 20; i++ {
+		d, ok := r.Deadline(now)
+		if !ok {
+			break
+		}
+		if d < now {
+			t.Fatalf("deadline %dms is before now %dms", d/ms, now/ms)
+		}
+		now = d
+		lost := r.Stats().Lost
+		if got := r.Tick(now, nil); len(got) > 0 {
+			at = append(at, now)
+		} else if r.Stats().Lost == lost {
+			if !r.TakeSnapshotRequest() {
+				t.Fatalf("deadline %dms had nothing to do", now/ms)
+			}
+			at = append(at, -now) // the snapshot request, taken at once
+		}
+	}
+	want := []int64{2, 32, 92, 212, 452, 692, 932, 1172, 1412, 1652, -1892}
+	for i := range want {
+		want[i] *= ms
+	}
+	// The give-up at 1892 ms sends no NACK; the snapshot request it leaves
+	// is due at once (the negative entry).
+	if !slices.Equal(at, want) {
+		t.Fatalf("work at %v, want %v", at, want)
+	}
+	if _, ok := r.Deadline(now); ok || r.Pending() {
+		t.Fatal("deadline left after the gap was given up and the snapshot taken")
+	}
+}
+
 func TestHeartbeatFindsTailLossAndGoneSequences(t *testing.T) {
 	r := NewReceiver(Config{})
 	r.OnData(1, 1, 0)
