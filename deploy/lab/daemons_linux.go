@@ -293,9 +293,26 @@ func (l *Lab) StartDaemons(ctx context.Context, d *Director, joinDelay time.Dura
 		}
 	}
 	debugf(l.opts.Out, "%s: start saru", d.ID)
-	err := l.startSaru(ctx, d, joinDelay)
+	if err := l.startSaru(ctx, d, joinDelay); err != nil {
+		return err
+	}
 	debugf(l.opts.Out, "%s: saru serving", d.ID)
-	return err
+	return l.forward(d, true)
+}
+
+// forward turns a NAT director's IP forwarding on or off. saru serves only
+// once its filter is installed, and removes the filter when it stops; the
+// lab forwards only in between, as deploy/saru/README.md asks of a NAT
+// director.
+func (l *Lab) forward(d *Director, on bool) error {
+	if l.opts.Mode != ModeNAT {
+		return nil
+	}
+	v := "0"
+	if on {
+		v = "1"
+	}
+	return sysctl(d.NS, map[string]string{"net.ipv4.ip_forward": v})
 }
 
 func (l *Lab) startSyncd(ctx context.Context, d *Director) error {
@@ -329,11 +346,11 @@ func (l *Lab) startSaru(ctx context.Context, d *Director, joinDelay time.Duratio
 }
 
 // StopDaemons stops saru (SIGTERM: it drains, leaves and removes the VIP
-// and its filter) and then syncd.
+// and its filter) and then syncd, and turns a NAT director's forwarding off.
 func (l *Lab) StopDaemons(ctx context.Context, d *Director, grace time.Duration) error {
 	err1 := d.saru.term(grace)
 	err2 := d.syncd.term(5 * time.Second)
-	return errors.Join(err1, err2)
+	return errors.Join(err1, err2, l.forward(d, false))
 }
 
 // Crash kills the director's daemons with SIGKILL and unplugs its links,

@@ -429,7 +429,6 @@ func (l *Lab) wireDirector(ctx context.Context, d *Director) error {
 		// Multicast for syncd's peer group goes out on the management link.
 		"route add 224.0.0.0/4 dev mgmt0",
 	}
-	fwd := "0"
 	if l.opts.Mode == ModeNAT {
 		rl := fmt.Sprintf("d%dr", i+1)
 		if err := l.plug(ctx, d.NS, rl, "real", "real0", realMAC); err != nil {
@@ -437,13 +436,15 @@ func (l *Lab) wireDirector(ctx context.Context, d *Director) error {
 		}
 		d.hubIf = append(d.hubIf, rl)
 		lines = append(lines, "addr add "+realGateway.String()+"/24 dev real0")
-		fwd = "1"
 	}
 	if err := ipBatch(ctx, d.NS, lines); err != nil {
 		return fmt.Errorf("director %s: %w", d.ID, err)
 	}
 	if err := sysctl(d.NS, map[string]string{
-		"net.ipv4.ip_forward":          fwd,
+		// Off until saru's filter is in (StartDaemons): a NAT director
+		// forwarding without it sends every real server's reply to the
+		// clients un-NATed and every client packet back onto the lan.
+		"net.ipv4.ip_forward":          "0",
 		"net.ipv4.conf.all.rp_filter":  "0",
 		"net.ipv4.conf.lan0.rp_filter": "0",
 		// Shared-MAC directors must announce with the address of the
