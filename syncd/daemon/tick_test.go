@@ -60,7 +60,7 @@ func TestTickSchedulesNextWork(t *testing.T) {
 	if !kicked() {
 		t.Fatal("a queued entry did not kick the loop")
 	}
-	if next := n.tick(ctx, at(10*time.Millisecond+100*time.Microsecond)); !next.Equal(at(11*time.Millisecond)) {
+	if next := n.tick(ctx, at(10*time.Millisecond+100*time.Microsecond)); !next.Equal(at(11 * time.Millisecond)) {
 		t.Fatalf("queued entry: next at +%v, want its flush at +11ms", next.Sub(at(0)))
 	}
 	if next := n.tick(ctx, at(11*time.Millisecond)); !next.Equal(at(50*time.Millisecond)) || tr.count() != 2 {
