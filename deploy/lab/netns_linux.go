@@ -2,10 +2,12 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -145,4 +147,45 @@ func HasIPVS(ctx context.Context) bool {
 		return err == nil
 	}
 	return false
+}
+
+// softirqNice is the kernel lab's priority for ksoftirqd.
+//
+// In the emulated guest every packet of the lab (through the hub's
+// bridges, the directors and the real servers) is forwarded in softirq, and
+// on slow emulated CPUs the kernel soon hands that work to ksoftirqd, at
+// nice 0. The directors' saru processes run at nice -10 (as
+// deploy/saru/saru.service asks), so a starting saru's burst of CPU stopped
+// the whole lab's data plane for hundreds of milliseconds: every stream
+// stalled, memberlist saw its probes time out, and false deaths moved
+// buckets on top. A director's NIC is not starved by its own userspace;
+// above saru, ksoftirqd keeps it so here.
+const softirqNice = -20
+
+// raiseSoftirqThreads gives every ksoftirqd thread softirqNice. Only for
+// the kernel lab's own VM: it changes the whole machine.
+func raiseSoftirqThreads() error {
+	comms, err := filepath.Glob("/proc/[0-9]*/comm")
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, path := range comms {
+		b, err := os.ReadFile(path)
+		if err != nil || !strings.HasPrefix(string(b), "ksoftirqd/") {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(path, "/proc/%d/comm", &pid); err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, pid, softirqNice); err != nil {
+			return fmt.Errorf("nice %d for %s (pid %d): %w", softirqNice, strings.TrimSpace(string(b)), pid, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return errors.New("nice for ksoftirqd: no ksoftirqd thread found")
+	}
+	return nil
 }

@@ -431,7 +431,10 @@ func (c *cluster) streamConns(ctx context.Context, id string) (map[uint32]bool, 
 
 // finish waits for the streams to recover and fills in the result.
 func finish(ctx context.Context, ss *Streams, so ScenarioOptions, res *Result) {
-	ok := ss.WaitHealthy(ctx, time.Second, 20*time.Second)
+	// Lost means reset or never back. After a long stall TCP's
+	// retransmission back-off (200ms doubling) leaves a live connection
+	// silent for up to ~26s more; the stall it had is in stall_ms.
+	ok := ss.WaitHealthy(ctx, time.Second, 60*time.Second)
 	time.Sleep(time.Second)
 	debugTop(ctx, so.Out)
 	states := ss.Snapshot()

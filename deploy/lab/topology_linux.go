@@ -225,6 +225,9 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 		if err := os.WriteFile("/proc/sys/net/core/netdev_max_backlog", []byte("5000"), 0o644); err != nil {
 			return nil, fmt.Errorf("netdev_max_backlog: %w", err)
 		}
+		if err := raiseSoftirqThreads(); err != nil {
+			return nil, err
+		}
 	}
 	if err := l.addNS(ctx, l.hub); err != nil {
 		return nil, err
