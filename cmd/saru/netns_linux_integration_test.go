@@ -333,6 +333,16 @@ func (l *netnsLab) listen(i int) {
 		t.Fatalf("socat in d%d: %v", i, err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// A connection that arrives before socat listens is reset.
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		out, err := exec.Command("ip", "netns", "exec", l.ns(i), "ss", "-Hltn", "sport = :80").Output()
+		if err == nil && strings.TrimSpace(string(out)) != "" {
+			return
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("socat in d%d not listening after 5s: %v %s", i, err, out)
+		}
+	}
 }
 
 // client creates the client namespace on the hub (once).
