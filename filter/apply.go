@@ -2,7 +2,6 @@ package filter
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,44 +121,6 @@ func bigSendBuffer(c *netlink.Conn) error {
 	return nil
 }
 
-// Reconfigure replaces the ruleset with one built from cfg in one atomic
-// batch, keeping the owned buckets when the bucket count is unchanged (a
-// different count starts from no owned bucket, as after Open). The table
-// name cannot change. On error the previous ruleset stays in force.
-func (f *Filter) Reconfigure(ctx context.Context, cfg Config) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.usable(ctx); err != nil {
-		return err
-	}
-	if cfg.TableName() != f.cfg.TableName() {
-		return fieldErr("table", cfg.TableName(), "cannot change from %q while open; Close and Open instead", f.cfg.TableName())
-	}
-	owned := f.applied
-	if cfg.Buckets != f.cfg.Buckets {
-		owned = nil
-	}
-	rs, err := Build(cfg, owned)
-	if err != nil {
-		return err
-	}
-	if owned == nil {
-		if owned, err = NewBucketSet(cfg.Buckets); err != nil {
-			return err
-		}
-	}
-	old := f.rs
-	f.rs = rs
-	if err := f.install(); err != nil {
-		f.rs = old
-		return err
-	}
-	f.cfg, f.applied = cfg, copyBuckets(owned)
-	f.log.Info("filter reconfigured", "table", "inet "+rs.Table.Name, "services", len(cfg.Services),
-		"buckets", cfg.Buckets, "owned", owned.Len(), "rules", len(rs.Rules), "nat", cfg.NAT != nil)
-	return nil
-}
-
 // install queues: add table (a no-op if a stale one exists), delete it, and
 // add it afresh with set, chains and rules; the kernel applies all or nothing.
 func (f *Filter) install() error {
@@ -238,47 +199,6 @@ func (f *Filter) Apply(ctx context.Context, owned *BucketSet) error {
 	}
 	f.applied = copyBuckets(owned)
 	return nil
-}
-
-// Resync replaces the kernel's owned set with the last applied buckets in one
-// atomic batch (flush, then add every bucket), repairing any drift caused by
-// other writers to the set.
-func (f *Filter) Resync(ctx context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.usable(ctx); err != nil {
-		return err
-	}
-	if err := f.replace(f.applied); err != nil {
-		return fmt.Errorf("resync %s: %w", f.applied, err)
-	}
-	return nil
-}
-
-// Verify reads the kernel's owned set and reports the buckets it holds
-// beyond the last applied state (extra) and those it lacks (missing).
-func (f *Filter) Verify(ctx context.Context) (extra, missing []uint32, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.usable(ctx); err != nil {
-		return nil, nil, err
-	}
-	elems, err := f.conn.GetSetElements(f.rs.Owned)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read set %s: %w", f.setName(), kernelErr(err))
-	}
-	kernel, _ := NewBucketSet(f.cfg.Buckets)
-	for _, e := range elems {
-		if len(e.Key) != 4 {
-			return nil, nil, fmt.Errorf("set %s: element of %d bytes, want 4", f.setName(), len(e.Key))
-		}
-		b := binary.NativeEndian.Uint32(e.Key)
-		if kernel.Add(b) != nil {
-			extra = append(extra, b)
-		}
-	}
-	add, del := diffBuckets(kernel, f.applied)
-	return append(extra, del...), add, nil
 }
 
 func (f *Filter) usable(ctx context.Context) error {

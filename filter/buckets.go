@@ -3,6 +3,8 @@ package filter
 import (
 	"fmt"
 	"math/bits"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // BucketSet is the set of buckets a director owns, out of Total buckets.
@@ -15,8 +17,8 @@ type BucketSet struct {
 // NewBucketSet returns an empty set over total buckets (0..total-1),
 // optionally holding the given buckets.
 func NewBucketSet(total int, owned ...uint32) (*BucketSet, error) {
-	if total <= 0 || total > MaxBuckets {
-		return nil, fieldErr("buckets", total, "want 1..%d", MaxBuckets)
+	if total <= 0 || total > bucket.Max {
+		return nil, fieldErr("buckets", total, "want 1..%d", bucket.Max)
 	}
 	s := &BucketSet{total: total, words: make([]uint64, (total+63)/64)}
 	for _, b := range owned {

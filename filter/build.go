@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // Object names inside the table.
@@ -184,20 +186,20 @@ func (b *builder) prerouting() {
 	for _, vip := range b.cfg.vips() {
 		to := matchAddr(vip, dirDst)
 		for _, s := range b.servicesOf(vip) {
-			for _, p := range s.Protocol.l4() {
+			for _, p := range s.Protocols {
 				match := slices.Concat(to, matchL4(p))
 				if s.Port != 0 {
 					match = append(match, matchPort(dirDst, s.Port)...)
 				}
-				name := fmt.Sprintf("%s %s/%s sense %s", vip, protoName(p), portName(s.Port), s.Sense)
+				name := fmt.Sprintf("%s %s/%s sense %s", vip, p, portName(s.Port), s.Sense)
 				b.add(ChainPrerouting, name+": owned, accept", match, b.bucket(vip, s.Sense), lookupOwned(), accept())
 				b.add(ChainPrerouting, name+": not owned, drop", match, drop())
 			}
 		}
 		icmp, echo := icmpFor(vip)
-		b.add(ChainPrerouting, fmt.Sprintf("%s %s echo-request sense src-addr: owned, accept", vip, protoName(icmp)),
-			to, matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(vip, SenseSrcAddr), lookupOwned(), accept())
-		b.add(ChainPrerouting, fmt.Sprintf("%s %s other than echo-request: accept", vip, protoName(icmp)),
+		b.add(ChainPrerouting, fmt.Sprintf("%s %s echo-request sense src-addr: owned, accept", vip, icmp),
+			to, matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(vip, bucket.SrcAddr), lookupOwned(), accept())
+		b.add(ChainPrerouting, fmt.Sprintf("%s %s other than echo-request: accept", vip, icmp),
 			to, matchL4(icmp), matchICMPType(expr.CmpOpNeq, echo), accept())
 		if b.masqueradesTo(vip) {
 			// Replies to real-server connections masqueraded to the VIP
@@ -205,8 +207,8 @@ func (b *builder) prerouting() {
 			// real server's source port unless two collide, so the owner
 			// of that port's bucket (the director that forwarded the
 			// connection) accepts them; conntrack then reverses the NAT.
-			for _, p := range []byte{protoTCP, protoUDP} {
-				b.add(ChainPrerouting, fmt.Sprintf("%s %s to other ports sense dst-port (masqueraded real-server connections): owned, accept", vip, protoName(p)),
+			for _, p := range []bucket.Protocol{bucket.TCP, bucket.UDP} {
+				b.add(ChainPrerouting, fmt.Sprintf("%s %s to other ports sense dst-port (masqueraded real-server connections): owned, accept", vip, p),
 					to, matchL4(p), b.portBucket(dirDst), lookupOwned(), accept())
 			}
 		}
@@ -236,12 +238,12 @@ func (b *builder) natForward() {
 	for _, vip := range b.cfg.vips() {
 		from := matchAddr(vip, dirSrc)
 		for _, s := range b.servicesOf(vip) {
-			for _, p := range s.Protocol.l4() {
+			for _, p := range s.Protocols {
 				match := slices.Concat(from, matchL4(p))
 				if s.Port != 0 {
 					match = append(match, matchPort(dirSrc, s.Port)...)
 				}
-				name := fmt.Sprintf("reply from %s %s/%s sense %s", vip, protoName(p), portName(s.Port), s.Sense)
+				name := fmt.Sprintf("reply from %s %s/%s sense %s", vip, p, portName(s.Port), s.Sense)
 				b.add(ChainForward, name+": client's bucket owned, accept", match, b.replyBucket(vip, s.Sense), lookupOwned(), accept())
 				b.add(ChainForward, name+": not owned, drop", match, drop())
 			}
@@ -256,13 +258,13 @@ func (b *builder) natForward() {
 		b.add(ChainForward, fmt.Sprintf("%s ct state established,related: accept", rs), from,
 			matchCtState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept())
 		newConn := slices.Concat(from, matchCtState(expr.CtStateBitNEW))
-		b.add(ChainForward, fmt.Sprintf("%s new tcp syn sense src-port: owned, accept", rs), newConn, matchL4(protoTCP),
-			matchTCPSyn(), b.bucket(rs.Addr(), SenseSrcPort), lookupOwned(), accept())
-		b.add(ChainForward, fmt.Sprintf("%s new udp sense src-port: owned, accept", rs), newConn, matchL4(protoUDP),
-			b.bucket(rs.Addr(), SenseSrcPort), lookupOwned(), accept())
-		b.add(ChainForward, fmt.Sprintf("%s new %s echo-request sense dst-addr: owned, accept", rs, protoName(icmp)), newConn,
-			matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(rs.Addr(), SenseDstAddr), lookupOwned(), accept())
-		b.add(ChainForward, fmt.Sprintf("%s new %s other than echo-request: accept", rs, protoName(icmp)), newConn,
+		b.add(ChainForward, fmt.Sprintf("%s new tcp syn sense src-port: owned, accept", rs), newConn, matchL4(bucket.TCP),
+			matchTCPSyn(), b.bucket(rs.Addr(), bucket.SrcPort), lookupOwned(), accept())
+		b.add(ChainForward, fmt.Sprintf("%s new udp sense src-port: owned, accept", rs), newConn, matchL4(bucket.UDP),
+			b.bucket(rs.Addr(), bucket.SrcPort), lookupOwned(), accept())
+		b.add(ChainForward, fmt.Sprintf("%s new %s echo-request sense dst-addr: owned, accept", rs, icmp), newConn,
+			matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(rs.Addr(), bucket.DstAddr), lookupOwned(), accept())
+		b.add(ChainForward, fmt.Sprintf("%s new %s other than echo-request: accept", rs, icmp), newConn,
 			matchL4(icmp), matchICMPType(expr.CmpOpNeq, echo), accept())
 		b.add(ChainForward, fmt.Sprintf("%s everything else: drop", rs), from, drop())
 	}
@@ -294,11 +296,11 @@ func portName(p uint16) string {
 }
 
 // icmpFor returns the ICMP protocol and echo-request type of addr's family.
-func icmpFor(a netip.Addr) (proto, echo byte) {
+func icmpFor(a netip.Addr) (proto bucket.Protocol, echo byte) {
 	if a.Is4() {
-		return protoICMP, 8
+		return bucket.ICMP, 8
 	}
-	return protoICMPv6, 128
+	return bucket.ICMPv6, 128
 }
 
 func nfproto(a netip.Addr) byte {
@@ -350,10 +352,10 @@ func netPrefixMask(p netip.Prefix) []byte {
 	return mask
 }
 
-func matchL4(p byte) []expr.Any {
+func matchL4(p bucket.Protocol) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(p)}},
 	}
 }
 
@@ -397,17 +399,17 @@ func matchCtState(bits uint32) []expr.Any {
 
 // bucket loads the bucket of a packet to or from an address of a's family
 // under sense s into reg as a host-order 32-bit value.
-func (b *builder) bucket(a netip.Addr, s Sense) []expr.Any {
+func (b *builder) bucket(a netip.Addr, s bucket.Sense) []expr.Any {
 	switch s {
-	case SenseSrcPort:
+	case bucket.SrcPort:
 		return b.portBucket(dirSrc)
-	case SenseDstPort:
+	case bucket.DstPort:
 		return b.portBucket(dirDst)
-	case SenseSrcAddr:
+	case bucket.SrcAddr:
 		return b.hashBucket(a, dirSrc, false)
-	case SenseDstAddr:
+	case bucket.DstAddr:
 		return b.hashBucket(a, dirDst, false)
-	case SenseSrcAddrSrcPort:
+	case bucket.SrcAddrPort:
 		return b.hashBucket(a, dirSrc, true)
 	}
 	panic(fmt.Sprintf("filter: unvalidated sense %d", s))
@@ -415,17 +417,17 @@ func (b *builder) bucket(a netip.Addr, s Sense) []expr.Any {
 
 // replyBucket computes, on a reply travelling from the VIP to the client,
 // the bucket its request had under sense s: source and destination swap.
-func (b *builder) replyBucket(a netip.Addr, s Sense) []expr.Any {
+func (b *builder) replyBucket(a netip.Addr, s bucket.Sense) []expr.Any {
 	switch s {
-	case SenseSrcPort:
+	case bucket.SrcPort:
 		return b.portBucket(dirDst)
-	case SenseDstPort:
+	case bucket.DstPort:
 		return b.portBucket(dirSrc)
-	case SenseSrcAddr:
+	case bucket.SrcAddr:
 		return b.hashBucket(a, dirDst, false)
-	case SenseDstAddr:
+	case bucket.DstAddr:
 		return b.hashBucket(a, dirSrc, false)
-	case SenseSrcAddrSrcPort:
+	case bucket.SrcAddrPort:
 		return b.hashBucket(a, dirDst, true)
 	}
 	panic(fmt.Sprintf("filter: unvalidated sense %d", s))

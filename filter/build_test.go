@@ -11,6 +11,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	"pgregory.net/rapid"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 func genConfig(t *rapid.T) Config {
@@ -26,19 +28,19 @@ func genConfig(t *rapid.T) Config {
 	used := map[key]bool{}
 	for range rapid.IntRange(1, 6).Draw(t, "services") {
 		s := Service{
-			VIP:      rapid.SampledFrom(vips).Draw(t, "vip"),
-			Protocol: rapid.SampledFrom([]Protocol{ProtocolTCP, ProtocolUDP, ProtocolBoth}).Draw(t, "proto"),
-			Port:     rapid.SampledFrom([]uint16{0, 80, 443, 53}).Draw(t, "port"),
-			Sense:    Sense(rapid.IntRange(0, int(SenseSrcAddrSrcPort)).Draw(t, "sense")),
+			VIP:       rapid.SampledFrom(vips).Draw(t, "vip"),
+			Protocols: rapid.SampledFrom([][]bucket.Protocol{{bucket.TCP}, {bucket.UDP}, {bucket.TCP, bucket.UDP}}).Draw(t, "proto"),
+			Port:      rapid.SampledFrom([]uint16{0, 80, 443, 53}).Draw(t, "port"),
+			Sense:     bucket.Sense(rapid.IntRange(0, int(bucket.SrcAddrPort)).Draw(t, "sense")),
 		}
-		if s.Port != 0 && s.Sense == SenseDstPort || used[key{s.VIP, s.Port}] {
+		if s.Port != 0 && s.Sense == bucket.DstPort || used[key{s.VIP, s.Port}] {
 			continue
 		}
 		used[key{s.VIP, s.Port}] = true
 		cfg.Services = append(cfg.Services, s)
 	}
 	if len(cfg.Services) == 0 {
-		cfg.Services = []Service{{VIP: vips[0], Protocol: ProtocolTCP}}
+		cfg.Services = []Service{{VIP: vips[0], Protocols: []bucket.Protocol{bucket.TCP}}}
 	}
 	if rapid.Bool().Draw(t, "nat") {
 		cfg.NAT = &NATConfig{RealServers: []netip.Prefix{netip.MustParsePrefix("10.6.0.0/16"), netip.MustParsePrefix("fd00:6::/64")}}
@@ -113,7 +115,7 @@ func TestBuildPreroutingShape(t *testing.T) {
 			n := 0
 			for _, s := range cfg.Services {
 				if s.VIP == vip {
-					n += len(s.Protocol.l4())
+					n += len(s.Protocols)
 				}
 			}
 			for range n {
@@ -187,7 +189,7 @@ func TestBuildElements(t *testing.T) {
 func TestElemBatcherEncoding(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		e := &elemBatcher{table: rapid.StringMatching(`[a-z]{1,20}`).Draw(t, "table"), set: SetOwned}
-		keys := rapid.SliceOfN(rapid.Uint32Range(0, MaxBuckets-1), 0, elementsPerMessage).Draw(t, "keys")
+		keys := rapid.SliceOfN(rapid.Uint32Range(0, bucket.Max-1), 0, elementsPerMessage).Draw(t, "keys")
 		m := e.message(msgNewSetElem, netlink.Request, keys)
 		if len(m.Data)%4 != 0 || m.Data[0] != unix.NFPROTO_INET {
 			t.Fatalf("bad header %x", m.Data[:4])

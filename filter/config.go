@@ -6,108 +6,16 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
-
-// Protocol selects which transport protocols a Service covers.
-type Protocol uint8
-
-// Protocols. The zero value is invalid so that a forgotten protocol is an
-// error rather than a silent default.
-const (
-	ProtocolTCP  Protocol = iota + 1 // TCP only
-	ProtocolUDP                      // UDP only
-	ProtocolBoth                     // TCP and UDP
-)
-
-// String returns the configuration spelling of p ("tcp", "udp", "both").
-func (p Protocol) String() string {
-	switch p {
-	case ProtocolTCP:
-		return "tcp"
-	case ProtocolUDP:
-		return "udp"
-	case ProtocolBoth:
-		return "both"
-	}
-	return fmt.Sprintf("protocol(%d)", uint8(p))
-}
-
-// ParseProtocol parses "tcp", "udp" or "both".
-func ParseProtocol(s string) (Protocol, error) {
-	for _, p := range []Protocol{ProtocolTCP, ProtocolUDP, ProtocolBoth} {
-		if p.String() == s {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown protocol %q (want tcp, udp or both)", s)
-}
-
-// l4 returns the IP protocol numbers p covers.
-func (p Protocol) l4() []byte {
-	switch p {
-	case ProtocolTCP:
-		return []byte{protoTCP}
-	case ProtocolUDP:
-		return []byte{protoUDP}
-	case ProtocolBoth:
-		return []byte{protoTCP, protoUDP}
-	}
-	return nil
-}
-
-// Sense chooses what a packet's bucket is computed from, as the seed's
-// `-m saru --sense` option does. The zero value is SenseSrcPort, the seed's
-// default.
-type Sense uint8
-
-// Senses. Port senses map to a bucket by masking (port & (B-1)); address
-// senses by the kernel's jhash with the configured seed, reduced to B
-// buckets (nftables `jhash ... mod B seed S`).
-const (
-	SenseSrcPort        Sense = iota // bucket = source port & (B-1)
-	SenseDstPort                     // bucket = destination port & (B-1)
-	SenseSrcAddr                     // bucket = jhash(source address) mod B
-	SenseDstAddr                     // bucket = jhash(destination address) mod B
-	SenseSrcAddrSrcPort              // bucket = jhash(source address . source port) mod B
-)
-
-var senseNames = [...]string{
-	SenseSrcPort:        "src-port",
-	SenseDstPort:        "dst-port",
-	SenseSrcAddr:        "src-addr",
-	SenseDstAddr:        "dst-addr",
-	SenseSrcAddrSrcPort: "src-addr+src-port",
-}
-
-// String returns the configuration spelling of s, e.g. "src-port".
-func (s Sense) String() string {
-	if int(s) < len(senseNames) {
-		return senseNames[s]
-	}
-	return fmt.Sprintf("sense(%d)", uint8(s))
-}
-
-// ParseSense parses a sense name; the empty string means SenseSrcPort.
-func ParseSense(v string) (Sense, error) {
-	if v == "" {
-		return SenseSrcPort, nil
-	}
-	for i, n := range senseNames {
-		if n == v {
-			return Sense(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown sense %q (want src-port, dst-port, src-addr, dst-addr or src-addr+src-port)", v)
-}
-
-func (s Sense) valid() bool { return int(s) < len(senseNames) }
 
 // Service is one virtual service on a VIP.
 type Service struct {
-	VIP      netip.Addr // IPv4 or IPv6 virtual address (no zone)
-	Protocol Protocol   // tcp, udp or both
-	Port     uint16     // destination port; 0 means every port
-	Sense    Sense      // what the bucket is computed from
+	VIP       netip.Addr        // IPv4 or IPv6 virtual address (no zone)
+	Protocols []bucket.Protocol // bucket.TCP, bucket.UDP or both
+	Port      uint16            // destination port; 0 means every port
+	Sense     bucket.Sense      // what the bucket is computed from
 }
 
 // NATConfig turns on the LVS-NAT rules: the real servers sit in RealServers
@@ -122,8 +30,8 @@ type NATConfig struct {
 type Config struct {
 	// Table is the name of the inet table saru owns; empty means DefaultTable.
 	Table string
-	// Buckets is the number of buckets B: a power of two from MinBuckets to
-	// MaxBuckets.
+	// Buckets is the number of buckets B: a power of two from bucket.Min
+	// to bucket.Max.
 	Buckets int
 	// Seed is the cluster-wide jhash seed. It must not be zero: the kernel
 	// picks a random seed per rule when none is given, and google/nftables
@@ -135,12 +43,8 @@ type Config struct {
 	NAT *NATConfig
 }
 
-// Limits and defaults.
-const (
-	DefaultTable = "saru"
-	MinBuckets   = 16
-	MaxBuckets   = 65536
-)
+// DefaultTable is the table saru owns unless Config.Table says otherwise.
+const DefaultTable = "saru"
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 
@@ -173,8 +77,8 @@ func (c Config) Validate() error {
 	if c.Table != "" && !tableNameRE.MatchString(c.Table) {
 		errs = append(errs, fieldErr("table", c.Table, "want a letter then up to 63 letters, digits, '_' or '-'"))
 	}
-	if c.Buckets < MinBuckets || c.Buckets > MaxBuckets || c.Buckets&(c.Buckets-1) != 0 {
-		errs = append(errs, fieldErr("buckets", c.Buckets, "want a power of two from %d to %d", MinBuckets, MaxBuckets))
+	if bucket.CheckCount(c.Buckets) != nil {
+		errs = append(errs, fieldErr("buckets", c.Buckets, "want a power of two from %d to %d", bucket.Min, bucket.Max))
 	}
 	if c.Seed == 0 {
 		errs = append(errs, fieldErr("seed", c.Seed, "must be non-zero (a zero seed lets the kernel pick a random one per rule)"))
@@ -184,7 +88,7 @@ func (c Config) Validate() error {
 	}
 	type key struct {
 		vip   netip.Addr
-		proto byte
+		proto bucket.Protocol
 		port  uint16
 	}
 	seen := map[key]int{}
@@ -200,19 +104,19 @@ func (c Config) Validate() error {
 		case s.VIP.IsUnspecified() || s.VIP.IsMulticast() || s.VIP.IsLoopback() || s.VIP.IsLinkLocalUnicast() || s.VIP == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 			errs = append(errs, fieldErr(f+".vip", s.VIP, "want a unicast, non-loopback, non-link-local address"))
 		}
-		if len(s.Protocol.l4()) == 0 {
-			errs = append(errs, fieldErr(f+".protocol", s.Protocol, "want tcp, udp or both"))
+		if !validProtocols(s.Protocols) {
+			errs = append(errs, fieldErr(f+".protocol", s.Protocols, "want tcp, udp or both"))
 		}
-		if !s.Sense.valid() {
-			errs = append(errs, fieldErr(f+".sense", s.Sense, "want src-port, dst-port, src-addr, dst-addr or src-addr+src-port"))
+		if !s.Sense.Valid() {
+			errs = append(errs, fieldErr(f+".sense", s.Sense, "want %s", bucket.SenseNames()))
 		}
-		if s.Port != 0 && s.Sense == SenseDstPort {
+		if s.Port != 0 && s.Sense == bucket.DstPort {
 			errs = append(errs, fieldErr(f+".port", s.Port, "sense dst-port on a single-port service puts every packet in one bucket; use port 0 (all ports) or another sense"))
 		}
-		for _, p := range s.Protocol.l4() {
+		for _, p := range s.Protocols {
 			k := key{s.VIP, p, s.Port}
 			if j, dup := seen[k]; dup && s.VIP.IsValid() {
-				errs = append(errs, fieldErr(f, fmt.Sprintf("%s %s/%d", s.VIP, protoName(p), s.Port), "duplicates services[%d]", j))
+				errs = append(errs, fieldErr(f, fmt.Sprintf("%s %s/%d", s.VIP, p, s.Port), "duplicates services[%d]", j))
 				continue
 			}
 			seen[k] = i
@@ -255,23 +159,13 @@ func (c Config) vips() []netip.Addr {
 	return out
 }
 
-const (
-	protoICMP   = 1
-	protoTCP    = 6
-	protoUDP    = 17
-	protoICMPv6 = 58
-)
-
-func protoName(p byte) string {
-	switch p {
-	case protoTCP:
-		return "tcp"
-	case protoUDP:
-		return "udp"
-	case protoICMP:
-		return "icmp"
-	case protoICMPv6:
-		return "icmpv6"
+// validProtocols reports whether ps is tcp, udp or both, each once.
+func validProtocols(ps []bucket.Protocol) bool {
+	switch len(ps) {
+	case 1:
+		return ps[0] == bucket.TCP || ps[0] == bucket.UDP
+	case 2:
+		return ps[0] != ps[1] && validProtocols(ps[:1]) && validProtocols(ps[1:])
 	}
-	return fmt.Sprint(p)
+	return false
 }

@@ -5,12 +5,14 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 func validConfig() Config {
 	return Config{Buckets: 4096, Seed: 7, Services: []Service{
-		{VIP: netip.MustParseAddr("192.0.2.10"), Protocol: ProtocolBoth},
-		{VIP: netip.MustParseAddr("2001:db8::10"), Protocol: ProtocolTCP, Port: 443, Sense: SenseSrcAddr},
+		{VIP: netip.MustParseAddr("192.0.2.10"), Protocols: []bucket.Protocol{bucket.TCP, bucket.UDP}},
+		{VIP: netip.MustParseAddr("2001:db8::10"), Protocols: []bucket.Protocol{bucket.TCP}, Port: 443, Sense: bucket.SrcAddr},
 	}}
 }
 
@@ -36,12 +38,12 @@ func TestConfigValidate(t *testing.T) {
 		{"vip mapped", func(c *Config) { c.Services[0].VIP = netip.MustParseAddr("::ffff:192.0.2.1") }, "services[0].vip"},
 		{"vip zone", func(c *Config) { c.Services[1].VIP = netip.MustParseAddr("2001:db8::1%eth0") }, "services[1].vip"},
 		{"vip unspecified", func(c *Config) { c.Services[0].VIP = netip.IPv4Unspecified() }, "services[0].vip"},
-		{"protocol zero", func(c *Config) { c.Services[0].Protocol = 0 }, "services[0].protocol"},
-		{"protocol unknown", func(c *Config) { c.Services[1].Protocol = 9 }, "services[1].protocol"},
+		{"protocol zero", func(c *Config) { c.Services[0].Protocols = nil }, "services[0].protocol"},
+		{"protocol unknown", func(c *Config) { c.Services[1].Protocols = []bucket.Protocol{9} }, "services[1].protocol"},
 		{"sense unknown", func(c *Config) { c.Services[1].Sense = 17 }, "services[1].sense"},
-		{"port with dst-port sense", func(c *Config) { c.Services[1].Sense = SenseDstPort }, "services[1].port"},
+		{"port with dst-port sense", func(c *Config) { c.Services[1].Sense = bucket.DstPort }, "services[1].port"},
 		{"duplicate service", func(c *Config) {
-			c.Services = append(c.Services, Service{VIP: c.Services[0].VIP, Protocol: ProtocolUDP})
+			c.Services = append(c.Services, Service{VIP: c.Services[0].VIP, Protocols: []bucket.Protocol{bucket.UDP}})
 		}, "services[2]"},
 		{"nat without prefixes", func(c *Config) { c.NAT = &NATConfig{} }, "nat.real_servers"},
 		{"nat host bits", func(c *Config) {
@@ -79,26 +81,15 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestParseSenseProtocol(t *testing.T) {
-	for s := SenseSrcPort; s <= SenseSrcAddrSrcPort; s++ {
-		got, err := ParseSense(s.String())
-		if err != nil || got != s {
-			t.Errorf("ParseSense(%q) = %v, %v", s, got, err)
+func TestProtocols(t *testing.T) {
+	for _, ps := range [][]bucket.Protocol{{bucket.TCP}, {bucket.UDP}, {bucket.TCP, bucket.UDP}, {bucket.UDP, bucket.TCP}} {
+		if !validProtocols(ps) {
+			t.Errorf("%v refused", ps)
 		}
 	}
-	if s, err := ParseSense(""); err != nil || s != SenseSrcPort {
-		t.Errorf("ParseSense(\"\") = %v, %v; want the seed's default src-port", s, err)
-	}
-	if _, err := ParseSense("dst-addr+dst-port"); err == nil {
-		t.Error("ParseSense accepted an unknown sense")
-	}
-	for _, p := range []Protocol{ProtocolTCP, ProtocolUDP, ProtocolBoth} {
-		got, err := ParseProtocol(p.String())
-		if err != nil || got != p {
-			t.Errorf("ParseProtocol(%q) = %v, %v", p, got, err)
+	for _, ps := range [][]bucket.Protocol{nil, {bucket.SCTP}, {bucket.TCP, bucket.TCP}, {bucket.TCP, bucket.UDP, bucket.TCP}} {
+		if validProtocols(ps) {
+			t.Errorf("%v accepted", ps)
 		}
-	}
-	if _, err := ParseProtocol("sctp"); err == nil {
-		t.Error("ParseProtocol accepted sctp")
 	}
 }

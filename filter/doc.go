@@ -38,9 +38,10 @@
 // address followed by the big-endian source port zero-padded to 4 bytes (8
 // or 20 bytes), exactly as nftables registers hold a concatenation. The seed
 // must be non-zero: google/nftables omits a zero seed and the kernel would
-// then pick a random seed per rule. testdata/kernel_jhash_vectors.json holds
-// buckets observed from the kernel with real packets, for checking other
-// implementations of the bucket function.
+// then pick a random seed per rule. Package filter/bucket computes the same
+// buckets in Go (bucket.Of); its testdata/kernel_jhash_vectors.json holds
+// buckets observed from the kernel with real packets, which
+// TestIntegrationKernelJhash records.
 //
 // The owned buckets are the set "owned" of 32-bit host-order integers with a
 // declared size of B; the kernel then uses a fixed-size hash backend, so
@@ -51,9 +52,6 @@
 //	f, err := filter.Open(ctx, cfg)          // install, owning nothing; replaces a stale table
 //	err = f.Apply(ctx, owned)                // one atomic batch: the buckets given up and gained
 //	counters, err := f.Counters(ctx)         // per-rule packets and bytes, with descriptions
-//	extra, missing, err := f.Verify(ctx)     // compare the kernel's set with the last Apply
-//	err = f.Resync(ctx)                      // one batch: flush the set, add every owned bucket
-//	err = f.Reconfigure(ctx, newCfg)         // one batch: new rules, same owned buckets
 //	err = f.Close(ctx)                       // remove the table
 //
 // Build is the pure part: it turns a Config and a BucketSet into the nftables

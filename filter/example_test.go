@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/saru-lb/saru/filter"
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // The seed's example: one VIP, tcp and udp by source port, 4096 buckets.
@@ -13,7 +14,7 @@ func ExampleBuild() {
 		Buckets: 4096,
 		Seed:    0x5a5a,
 		Services: []filter.Service{
-			{VIP: netip.MustParseAddr("172.17.60.201"), Protocol: filter.ProtocolBoth},
+			{VIP: netip.MustParseAddr("172.17.60.201"), Protocols: []bucket.Protocol{bucket.TCP, bucket.UDP}},
 		},
 	}
 	owned, _ := filter.NewBucketSet(cfg.Buckets, 0, 1, 2, 3)
@@ -38,7 +39,7 @@ func ExampleBuild() {
 }
 
 func ExampleConfig_Validate() {
-	cfg := filter.Config{Buckets: 1000, Seed: 0, Services: []filter.Service{{Protocol: filter.ProtocolTCP}}}
+	cfg := filter.Config{Buckets: 1000, Seed: 0, Services: []filter.Service{{Protocols: []bucket.Protocol{bucket.TCP}}}}
 	fmt.Println(cfg.Validate())
 	// Output:
 	// buckets: invalid value "1000": want a power of two from 16 to 65536

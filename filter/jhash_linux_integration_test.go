@@ -17,11 +17,15 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
-var updateVectors = flag.Bool("update-vectors", false, "rewrite testdata/kernel_jhash_vectors.json from the kernel")
+var updateVectors = flag.Bool("update-vectors", false, "rewrite bucket/testdata/kernel_jhash_vectors.json from the kernel")
 
-const vectorsFile = "testdata/kernel_jhash_vectors.json"
+// vectorsFile belongs to package bucket, whose tests check Of and Jhash
+// against it.
+const vectorsFile = "bucket/testdata/kernel_jhash_vectors.json"
 
 // jhashVector is one bucket the kernel computed for a real packet:
 // nftables `jhash <key> mod Buckets seed Seed offset 0` over Key, the
@@ -158,11 +162,11 @@ func TestIntegrationKernelJhash(t *testing.T) {
 	mismatch := 0
 	for _, v := range got {
 		addr := netip.MustParseAddr(v.Addr)
-		s := SenseSrcAddr
-		if v.Sense == SenseSrcAddrSrcPort.String() {
-			s = SenseSrcAddrSrcPort
+		s := bucket.SrcAddr
+		if v.Sense == bucket.SrcAddrPort.String() {
+			s = bucket.SrcAddrPort
 		}
-		want := predictBucket(s, int(v.Buckets), v.Seed, netip.AddrPortFrom(addr, v.Port), netip.AddrPort{})
+		want := bucket.Of(s, int(v.Buckets), v.Seed, netip.AddrPortFrom(addr, v.Port), netip.AddrPort{})
 		if want != v.Bucket {
 			mismatch++
 			t.Errorf("kernel put %s %s:%d (B=%d seed=%#x) in bucket %d, Go jhash says %d", v.Sense, v.Addr, v.Port, v.Buckets, v.Seed, v.Bucket, want)
@@ -226,10 +230,10 @@ func decodeRecord(t *testing.T, p hashProbe, key []byte) jhashVector {
 		n = 16
 	}
 	addr, _ := netip.AddrFromSlice(key[:n])
-	v := jhashVector{Sense: SenseSrcAddr.String(), Addr: addr.String(), Seed: p.seed, Buckets: p.buckets}
+	v := jhashVector{Sense: bucket.SrcAddr.String(), Addr: addr.String(), Seed: p.seed, Buckets: p.buckets}
 	hk := key[:n]
 	if p.withPort {
-		v.Sense = SenseSrcAddrSrcPort.String()
+		v.Sense = bucket.SrcAddrPort.String()
 		v.Port = binary.BigEndian.Uint16(key[n:])
 		hk = key[:n+4]
 	}

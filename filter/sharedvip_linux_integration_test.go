@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // The shared-VIP proof: a hub (bridge with learning off and ageing 0, so it
@@ -37,11 +40,11 @@ func hubServices() []Service {
 	var out []Service
 	for _, v := range []netip.Addr{vip4, vip6} {
 		out = append(out,
-			Service{VIP: v, Protocol: ProtocolBoth, Port: 7000, Sense: SenseSrcPort},
-			Service{VIP: v, Protocol: ProtocolBoth, Port: 7001, Sense: SenseSrcAddrSrcPort},
-			Service{VIP: v, Protocol: ProtocolTCP, Port: 7002, Sense: SenseSrcAddr},
-			Service{VIP: v, Protocol: ProtocolTCP, Port: 7003, Sense: SenseDstAddr},
-			Service{VIP: v, Protocol: ProtocolUDP, Port: 0, Sense: SenseDstPort},
+			Service{VIP: v, Protocols: []bucket.Protocol{bucket.TCP, bucket.UDP}, Port: 7000, Sense: bucket.SrcPort},
+			Service{VIP: v, Protocols: []bucket.Protocol{bucket.TCP, bucket.UDP}, Port: 7001, Sense: bucket.SrcAddrPort},
+			Service{VIP: v, Protocols: []bucket.Protocol{bucket.TCP}, Port: 7002, Sense: bucket.SrcAddr},
+			Service{VIP: v, Protocols: []bucket.Protocol{bucket.TCP}, Port: 7003, Sense: bucket.DstAddr},
+			Service{VIP: v, Protocols: []bucket.Protocol{bucket.UDP}, Port: 0, Sense: bucket.DstPort},
 		)
 	}
 	return out
@@ -55,7 +58,7 @@ func hubConfig() Config {
 func serviceFor(proto string, dst netip.AddrPort) Service {
 	var all *Service
 	for _, s := range hubServices() {
-		if s.VIP != dst.Addr() || (s.Protocol.String() != proto && s.Protocol != ProtocolBoth) {
+		if s.VIP != dst.Addr() || !slices.ContainsFunc(s.Protocols, func(p bucket.Protocol) bool { return p.String() == proto }) {
 			continue
 		}
 		if s.Port == dst.Port() {
@@ -273,7 +276,7 @@ func (h *hub) exchanges(assign []int, proto string, v6 bool, n int, portBase uin
 		src := netip.AddrPortFrom(clients[i%len(clients)], portBase+uint16(i))
 		dst := netip.AddrPortFrom(vip, dport)
 		s := serviceFor(proto, dst)
-		b := predictBucket(s.Sense, hubBuckets, hubSeed, src, dst)
+		b := bucket.Of(s.Sense, hubBuckets, hubSeed, src, dst)
 		out = append(out, exchange{proto: proto, src: src, dst: dst, want: assign[b]})
 	}
 	return out
@@ -430,7 +433,7 @@ func (h *hub) ping(t *testing.T, assign []int, active []int, src, dst netip.Addr
 		t.Fatalf("ping %s from %s: %v\n%s", dst, src, err, out)
 	}
 	after := h.echoCounters(t, active, desc)
-	owner := assign[predictBucket(SenseSrcAddr, hubBuckets, hubSeed, netip.AddrPortFrom(src, 0), netip.AddrPort{})]
+	owner := assign[bucket.Of(bucket.SrcAddr, hubBuckets, hubSeed, netip.AddrPortFrom(src, 0), netip.AddrPort{})]
 	for _, d := range active {
 		want := uint64(0)
 		if d == owner {

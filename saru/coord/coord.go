@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	"github.com/saru-lb/saru/saru/partition"
 )
 
@@ -89,7 +90,7 @@ func (c Config) validate() error {
 	if c.Weight < 1 {
 		errs = append(errs, fmt.Errorf("weight %d: must be at least 1", c.Weight))
 	}
-	if err := partition.ValidBuckets(c.Buckets); err != nil {
+	if err := bucket.CheckCount(c.Buckets); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Seed == 0 {

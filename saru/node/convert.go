@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
+	"github.com/saru-lb/saru/filter/bucket"
 	"github.com/saru-lb/saru/saru/partition"
 )
 
@@ -44,20 +45,20 @@ func toProto(a partition.Assignment) *sarupb.Assignment {
 }
 
 // maxRanges bounds a received assignment's ranges (one per bucket at most).
-const maxRanges = partition.MaxBuckets
+const maxRanges = bucket.Max
 
 // fromProto checks and converts an assignment received over gRPC.
 func fromProto(p *sarupb.Assignment) (partition.Assignment, error) {
 	if p == nil {
 		return partition.Assignment{}, errors.New("assignment: missing")
 	}
-	if err := partition.ValidBuckets(int(p.BucketCount)); err != nil {
+	if err := bucket.CheckCount(int(p.BucketCount)); err != nil {
 		return partition.Assignment{}, fmt.Errorf("assignment epoch %d: %w", p.Epoch, err)
 	}
 	if len(p.Ranges) > maxRanges || len(p.Ranges) > int(p.BucketCount) {
 		return partition.Assignment{}, fmt.Errorf("assignment epoch %d: %d ranges for %d buckets", p.Epoch, len(p.Ranges), p.BucketCount)
 	}
-	if len(p.Members) > partition.MaxBuckets {
+	if len(p.Members) > bucket.Max {
 		return partition.Assignment{}, fmt.Errorf("assignment epoch %d: %d members", p.Epoch, len(p.Members))
 	}
 	members := make([]partition.Member, 0, len(p.Members))

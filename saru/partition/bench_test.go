@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // modN assigns buckets as CLUSTERIP and the common nftables recipe do:
@@ -22,7 +24,7 @@ func modN(buckets int, ms []Member) []string {
 	var key [4]byte
 	for b := range out {
 		binary.BigEndian.PutUint32(key[:], uint32(b))
-		out[b] = slots[Jhash(key[:], 0x5eed)%uint32(len(slots))]
+		out[b] = slots[bucket.Jhash(key[:], 0x5eed)%uint32(len(slots))]
 	}
 	return out
 }
@@ -52,7 +54,7 @@ func movedOwners(a, b []string) int {
 // moved to the minimum any balanced scheme must move: moved/ideal for
 // Assign, modN-moved/ideal for jhash mod N.
 func BenchmarkMovement(b *testing.B) {
-	const buckets = DefaultBuckets
+	const buckets = bucket.Default
 	var worst, worstModN float64
 	for b.Loop() {
 		worst, worstModN = 0, 0
@@ -104,7 +106,7 @@ func BenchmarkAssign(b *testing.B) {
 	for i := range ms {
 		ms[i] = Member{ID: fmt.Sprintf("director-%02d", i), Weight: 1 + i%3, State: Active}
 	}
-	a, err := Assign(mustEmpty(b, MaxBuckets), ms)
+	a, err := Assign(mustEmpty(b, bucket.Max), ms)
 	if err != nil {
 		b.Fatal(err)
 	}

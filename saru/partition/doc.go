@@ -15,10 +15,7 @@
 //     between two members that were already there;
 //   - the same inputs give the same output on every director.
 //
-// Bucket maps a packet to its bucket for each Sense, bit for bit as the
-// nftables rules installed by package filter compute it in the kernel:
-// ports by masking, addresses by the kernel's jhash with an explicit seed
-// scaled with reciprocal_scale.
+// The bucket of a packet, and the bucket limits, are package filter/bucket's.
 //
 // The package is pure: no I/O, no clock, no goroutines. It knows nothing of
 // how assignments are distributed (package saru) or installed (package

@@ -5,13 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-)
 
-// Bucket counts accepted by the engine.
-const (
-	MinBuckets     = 16
-	MaxBuckets     = 65536
-	DefaultBuckets = 4096
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // State is a member's place in the bucket lifecycle. Only Active members own
@@ -72,18 +67,10 @@ type Range struct {
 	Owner, Standby string
 }
 
-// ValidBuckets reports whether n is an accepted bucket count.
-func ValidBuckets(n int) error {
-	if n < MinBuckets || n > MaxBuckets || n&(n-1) != 0 {
-		return fmt.Errorf("bucket count %d: must be a power of two from %d to %d", n, MinBuckets, MaxBuckets)
-	}
-	return nil
-}
-
 // Empty returns the assignment before the first one: epoch 0, every bucket
 // unowned.
 func Empty(buckets int) (Assignment, error) {
-	if err := ValidBuckets(buckets); err != nil {
+	if err := bucket.CheckCount(buckets); err != nil {
 		return Assignment{}, err
 	}
 	return Assignment{Owners: make([]string, buckets), Standbys: make([]string, buckets)}, nil
@@ -158,7 +145,7 @@ func FromRanges(epoch uint64, buckets int, members []Member, ranges []Range) (As
 // count, owners and standbys that are active members, and a standby that
 // differs from its owner.
 func (a Assignment) Validate() error {
-	if err := ValidBuckets(len(a.Owners)); err != nil {
+	if err := bucket.CheckCount(len(a.Owners)); err != nil {
 		return fmt.Errorf("assignment epoch %d: %w", a.Epoch, err)
 	}
 	if len(a.Standbys) != len(a.Owners) {
@@ -240,7 +227,7 @@ func checkMembers(members []Member) ([]Member, error) {
 // the list are gone: their buckets move.
 func Assign(prev Assignment, members []Member) (Assignment, error) {
 	buckets := len(prev.Owners)
-	if err := ValidBuckets(buckets); err != nil {
+	if err := bucket.CheckCount(buckets); err != nil {
 		return Assignment{}, fmt.Errorf("previous assignment (epoch %d): %w", prev.Epoch, err)
 	}
 	if len(prev.Standbys) != buckets {

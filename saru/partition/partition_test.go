@@ -210,7 +210,6 @@ func TestBadInput(t *testing.T) {
 			_, err := FromRanges(1, 64, good.Members, []Range{{0, 63, "mallory", "a"}})
 			return err
 		}, `owner "mallory" is not an active member`},
-		{"sense", func() error { _, err := ParseSense("src-mac"); return err }, `sense "src-mac"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run()
