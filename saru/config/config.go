@@ -12,8 +12,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	"github.com/saru-lb/saru/saru/ipvs"
-	"github.com/saru-lb/saru/saru/partition"
 	"github.com/saru-lb/saru/saru/services"
 )
 
@@ -123,11 +123,11 @@ func (s RawService) IsIPVS() bool {
 // Service is a checked virtual service.
 type Service struct {
 	VIP netip.Addr
-	// Protocol is "tcp", "udp" or "both".
-	Protocol string
+	// Protocols are bucket.TCP, bucket.UDP or both ("both" in the file).
+	Protocols []bucket.Protocol
 	// Port 0 means every port.
 	Port  uint16
-	Sense partition.Sense
+	Sense bucket.Sense
 	// Name is the configured label (may be empty).
 	Name string
 	// IPVS is the service's IPVS side: one entry per IPVS service (protocol
@@ -221,17 +221,63 @@ func ferr(field string, value any, format string, args ...any) error {
 	return &FieldError{Field: field, Value: fmt.Sprint(value), Msg: fmt.Sprintf(format, args...)}
 }
 
-// For checks r and fills defaults. The error lists every bad field.
+// For checks r and fills defaults. The error lists every bad field: each
+// section is checked on its own and adds its problems to one list.
 func For(r Raw) (Config, error) {
-	var errs []error
-	c := Config{ID: r.Node.ID, Name: r.Node.Name, Weight: r.Node.Weight, Interface: r.Interface,
-		Seeds: r.Gossip.Seeds, SyncdAddress: r.Syncd.Address, TokenFile: r.GRPC.TokenFile,
-		CertFile: r.GRPC.CertFile, KeyFile: r.GRPC.KeyFile, ClientCAFile: r.GRPC.ClientCA,
-		GossipKeyFile: r.Gossip.KeyFile, MetricsListen: r.Metrics.Listen, GRPCAdvertise: r.GRPC.Advertise}
+	var k checker
+	c := Config{Interface: r.Interface}
+	k.node(r, &c)
+	k.sharedMAC(r, &c)
+	k.nat(r, &c)
+	k.buckets(r, &c)
+	k.services(r, &c)
+	k.grpc(r, &c)
+	k.metrics(r, &c)
+	k.gossip(r, &c)
+	k.timing(r, &c)
+	k.syncd(r, &c)
+	k.local(r, &c)
+	if len(k.errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(k.errs...))
+	}
+	return c, nil
+}
+
+// checker collects the problems of every section.
+type checker struct {
+	errs []error
+}
+
+func (k *checker) fail(field string, value any, format string, args ...any) {
+	k.errs = append(k.errs, ferr(field, value, format, args...))
+}
+
+// duration parses v, def when empty; shorter than lo is an error.
+func (k *checker) duration(field, v string, def, lo time.Duration) time.Duration {
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo {
+		k.fail(field, v, "want a duration of at least %s, like \"%s\"", lo, def)
+	}
+	return d
+}
+
+// hostPort checks a host:port field.
+func (k *checker) hostPort(field, v string) {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		k.fail(field, v, "want host:port")
+	}
+}
+
+// node checks the node section: the director's id, name and weight.
+func (k *checker) node(r Raw, c *Config) {
+	c.ID, c.Name, c.Weight = r.Node.ID, r.Node.Name, r.Node.Weight
 	if c.ID == "" {
-		errs = append(errs, ferr("node.id", "", "required"))
+		k.fail("node.id", "", "required")
 	} else if len(c.ID) > 64 {
-		errs = append(errs, ferr("node.id", c.ID, "at most 64 characters"))
+		k.fail("node.id", c.ID, "at most 64 characters")
 	}
 	if c.Name == "" {
 		c.Name = c.ID
@@ -240,82 +286,76 @@ func For(r Raw) (Config, error) {
 	case c.Weight == 0:
 		c.Weight = 1
 	case c.Weight < 0 || c.Weight > 1000:
-		errs = append(errs, ferr("node.weight", c.Weight, "want 1 to 1000"))
+		k.fail("node.weight", c.Weight, "want 1 to 1000")
 	}
-	if r.SharedMAC != "" {
-		mac, err := net.ParseMAC(r.SharedMAC)
-		if err != nil || len(mac) != 6 {
-			errs = append(errs, ferr("shared_mac", r.SharedMAC, "want a 6-byte MAC like 02:00:5e:00:00:01"))
-		}
-		c.SharedMAC = mac
+}
+
+func (k *checker) sharedMAC(r Raw, c *Config) {
+	if r.SharedMAC == "" {
+		return
 	}
+	mac, err := net.ParseMAC(r.SharedMAC)
+	if err != nil || len(mac) != 6 {
+		k.fail("shared_mac", r.SharedMAC, "want a 6-byte MAC like 02:00:5e:00:00:01")
+	}
+	c.SharedMAC = mac
+}
+
+// nat checks the real servers' networks of LVS-NAT mode.
+func (k *checker) nat(r Raw, c *Config) {
 	for i, v := range r.NAT.RealServers {
 		p, err := netip.ParsePrefix(v)
 		if err != nil {
-			errs = append(errs, ferr(fmt.Sprintf("nat.real_servers[%d]", i), v, "want a network like 10.0.1.0/24"))
+			k.fail(fmt.Sprintf("nat.real_servers[%d]", i), v, "want a network like 10.0.1.0/24")
 			continue
 		}
 		c.NATRealServers = append(c.NATRealServers, p.Masked())
 	}
+}
+
+// buckets checks the bucket count and the cluster's hash seed.
+func (k *checker) buckets(r Raw, c *Config) {
 	c.Buckets = r.Buckets
 	if c.Buckets == 0 {
-		c.Buckets = partition.DefaultBuckets
+		c.Buckets = bucket.Default
 	}
-	if err := partition.ValidBuckets(c.Buckets); err != nil {
-		errs = append(errs, ferr("buckets", c.Buckets, "want a power of two from %d to %d", partition.MinBuckets, partition.MaxBuckets))
+	if bucket.CheckCount(c.Buckets) != nil {
+		k.fail("buckets", c.Buckets, "want a power of two from %d to %d", bucket.Min, bucket.Max)
 	}
 	if r.HashSeed == "" {
-		errs = append(errs, ferr("hash_seed", "", "required: an explicit non-zero 32-bit seed shared by every director"))
+		k.fail("hash_seed", "", "required: an explicit non-zero 32-bit seed shared by every director")
 	} else if s, err := strconv.ParseUint(r.HashSeed, 0, 32); err != nil || s == 0 {
-		errs = append(errs, ferr("hash_seed", r.HashSeed, "want a non-zero 32-bit number (decimal or 0x hex)"))
+		k.fail("hash_seed", r.HashSeed, "want a non-zero 32-bit number (decimal or 0x hex)")
 	} else {
 		c.Seed = uint32(s)
 	}
+}
+
+// services checks the virtual services: each one's filter side, overlaps
+// between them, and their IPVS sides.
+func (k *checker) services(r Raw, c *Config) {
 	if len(r.Services) == 0 {
-		errs = append(errs, ferr("services", "[]", "at least one virtual service is required"))
+		k.fail("services", "[]", "at least one virtual service is required")
 	}
 	ipvsSeen := map[ipvs.ServiceID]int{}
 	for i, s := range r.Services {
 		f := fmt.Sprintf("services[%d]", i)
-		var svc Service
-		a, err := netip.ParseAddr(s.VIP)
-		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			errs = append(errs, ferr(f+".vip", s.VIP, "want a unicast IPv4 or IPv6 address"))
-		}
-		svc.VIP = a.Unmap()
-		switch s.Protocol {
-		case "tcp", "udp", "both":
-			svc.Protocol = s.Protocol
-		case "":
-			svc.Protocol = "tcp"
-		default:
-			errs = append(errs, ferr(f+".protocol", s.Protocol, "want tcp, udp or both"))
-		}
-		if s.Port < 0 || s.Port > 65535 {
-			errs = append(errs, ferr(f+".port", s.Port, "want 0 (every port) to 65535"))
-		}
-		svc.Port = uint16(s.Port)
-		sense, err := partition.ParseSense(s.Sense)
-		if err != nil {
-			errs = append(errs, ferr(f+".sense", s.Sense, "want src-port, dst-port, src-addr, dst-addr or src-addr+src-port"))
-		}
-		svc.Sense = sense
+		svc := k.service(f, s)
 		overlap := false
 		for j, o := range c.Services {
-			if o.VIP == svc.VIP && o.Port == svc.Port && (o.Protocol == svc.Protocol || o.Protocol == "both" || svc.Protocol == "both") {
-				errs = append(errs, ferr(f, s.VIP, "overlaps services[%d]", j))
+			if o.VIP == svc.VIP && o.Port == svc.Port && sharesProtocol(o.Protocols, svc.Protocols) {
+				k.fail(f, s.VIP, "overlaps services[%d]", j)
 				overlap = true
 			}
 		}
-		svc.Name = s.Name
-		if s.IsIPVS() && svc.VIP.IsValid() && svc.Protocol != "" && !overlap {
+		if s.IsIPVS() && svc.VIP.IsValid() && len(svc.Protocols) > 0 && !overlap {
 			entries, err := ipvsEntries(f, s, svc)
 			if err != nil {
-				errs = append(errs, err)
+				k.errs = append(k.errs, err)
 			}
 			for _, e := range entries {
 				if j, dup := ipvsSeen[e.Service.Key()]; dup {
-					errs = append(errs, ferr(f+".fwmark", s.FWMark, "IPVS service %s is already defined by services[%d]", e.Service.ServiceID, j))
+					k.fail(f+".fwmark", s.FWMark, "IPVS service %s is already defined by services[%d]", e.Service.ServiceID, j)
 				}
 				ipvsSeen[e.Service.Key()] = i
 			}
@@ -323,92 +363,139 @@ func For(r Raw) (Config, error) {
 		}
 		c.Services = append(c.Services, svc)
 	}
+}
 
-	c.GRPCListen = or(r.GRPC.Listen, DefaultGRPCListen)
-	if _, _, err := net.SplitHostPort(c.GRPCListen); err != nil {
-		errs = append(errs, ferr("grpc.listen", c.GRPCListen, "want host:port"))
+// service checks the filter side of service f: VIP, protocol, port, sense.
+func (k *checker) service(f string, s RawService) Service {
+	svc := Service{Name: s.Name}
+	a, err := netip.ParseAddr(s.VIP)
+	if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+		k.fail(f+".vip", s.VIP, "want a unicast IPv4 or IPv6 address")
 	}
+	svc.VIP = a.Unmap()
+	if svc.Protocols = parseProtocols(s.Protocol); svc.Protocols == nil {
+		k.fail(f+".protocol", s.Protocol, "want tcp, udp or both")
+	}
+	if s.Port < 0 || s.Port > 65535 {
+		k.fail(f+".port", s.Port, "want 0 (every port) to 65535")
+	}
+	svc.Port = uint16(s.Port)
+	sense, err := bucket.ParseSense(s.Sense)
+	if err != nil {
+		k.fail(f+".sense", s.Sense, "want %s", bucket.SenseNames())
+	}
+	svc.Sense = sense
+	return svc
+}
+
+// parseProtocols parses a service's protocol: tcp (the default), udp or
+// both; nil if none of these.
+func parseProtocols(s string) []bucket.Protocol {
+	switch s {
+	case "", "tcp":
+		return []bucket.Protocol{bucket.TCP}
+	case "udp":
+		return []bucket.Protocol{bucket.UDP}
+	case "both":
+		return []bucket.Protocol{bucket.TCP, bucket.UDP}
+	}
+	return nil
+}
+
+func sharesProtocol(a, b []bucket.Protocol) bool {
+	return slices.ContainsFunc(a, func(p bucket.Protocol) bool { return slices.Contains(b, p) })
+}
+
+// grpc checks the API's listen and advertised addresses and its
+// credentials.
+func (k *checker) grpc(r Raw, c *Config) {
+	c.GRPCAdvertise, c.TokenFile = r.GRPC.Advertise, r.GRPC.TokenFile
+	c.CertFile, c.KeyFile, c.ClientCAFile = r.GRPC.CertFile, r.GRPC.KeyFile, r.GRPC.ClientCA
+	c.GRPCListen = or(r.GRPC.Listen, DefaultGRPCListen)
+	k.hostPort("grpc.listen", c.GRPCListen)
 	if c.GRPCAdvertise != "" {
 		if _, err := netip.ParseAddrPort(c.GRPCAdvertise); err != nil {
-			errs = append(errs, ferr("grpc.advertise", c.GRPCAdvertise, "want ip:port"))
+			k.fail("grpc.advertise", c.GRPCAdvertise, "want ip:port")
 		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
-		errs = append(errs, ferr("grpc.cert_file", c.CertFile, "cert_file and key_file go together"))
+		k.fail("grpc.cert_file", c.CertFile, "cert_file and key_file go together")
 	}
 	if c.ClientCAFile != "" && c.CertFile == "" {
-		errs = append(errs, ferr("grpc.client_ca_file", c.ClientCAFile, "needs cert_file and key_file"))
+		k.fail("grpc.client_ca_file", c.ClientCAFile, "needs cert_file and key_file")
 	}
+}
+
+func (k *checker) metrics(r Raw, c *Config) {
+	c.MetricsListen = r.Metrics.Listen
 	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			errs = append(errs, ferr("metrics.listen", c.MetricsListen, "want host:port"))
-		}
+		k.hostPort("metrics.listen", c.MetricsListen)
 	}
+}
+
+// gossip checks memberlist's addresses, peers, timings and key.
+func (k *checker) gossip(r Raw, c *Config) {
+	c.Seeds, c.GossipKeyFile = r.Gossip.Seeds, r.Gossip.KeyFile
 	bind := or(r.Gossip.Bind, DefaultGossipBind)
 	if ap, err := netip.ParseAddrPort(bind); err != nil {
-		errs = append(errs, ferr("gossip.bind", bind, "want ip:port"))
+		k.fail("gossip.bind", bind, "want ip:port")
 	} else {
 		c.GossipBind = ap
 	}
 	if r.Gossip.Advertise != "" {
 		if ap, err := netip.ParseAddrPort(r.Gossip.Advertise); err != nil {
-			errs = append(errs, ferr("gossip.advertise", r.Gossip.Advertise, "want ip:port"))
+			k.fail("gossip.advertise", r.Gossip.Advertise, "want ip:port")
 		} else {
 			c.GossipAdvertise = ap
 		}
 	}
 	for i, s := range c.Seeds {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			errs = append(errs, ferr(fmt.Sprintf("gossip.seeds[%d]", i), s, "want host:port"))
-		}
+		k.hostPort(fmt.Sprintf("gossip.seeds[%d]", i), s)
 	}
-	dur := func(field, v string, def, lo time.Duration) time.Duration {
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < lo {
-			errs = append(errs, ferr(field, v, "want a duration of at least %s, like \"%s\"", lo, def))
-		}
-		return d
-	}
-	c.ProbeInterval = dur("gossip.probe_interval", r.Gossip.ProbeInterval, DefaultProbeInterval, 10*time.Millisecond)
-	c.ProbeTimeout = dur("gossip.probe_timeout", r.Gossip.ProbeTimeout, DefaultProbeTimeout, 5*time.Millisecond)
-	c.GossipInterval = dur("gossip.gossip_interval", r.Gossip.GossipInterval, DefaultGossipInterval, 5*time.Millisecond)
+	c.ProbeInterval = k.duration("gossip.probe_interval", r.Gossip.ProbeInterval, DefaultProbeInterval, 10*time.Millisecond)
+	c.ProbeTimeout = k.duration("gossip.probe_timeout", r.Gossip.ProbeTimeout, DefaultProbeTimeout, 5*time.Millisecond)
+	c.GossipInterval = k.duration("gossip.gossip_interval", r.Gossip.GossipInterval, DefaultGossipInterval, 5*time.Millisecond)
 	if c.ProbeTimeout >= c.ProbeInterval && c.ProbeInterval > 0 {
-		errs = append(errs, ferr("gossip.probe_timeout", c.ProbeTimeout, "must be shorter than probe_interval (%s)", c.ProbeInterval))
+		k.fail("gossip.probe_timeout", c.ProbeTimeout, "must be shorter than probe_interval (%s)", c.ProbeInterval)
 	}
 	c.SuspicionMult = r.Gossip.SuspicionMult
 	switch {
 	case c.SuspicionMult == 0:
 		c.SuspicionMult = DefaultSuspicionMult
 	case c.SuspicionMult < 1 || c.SuspicionMult > 10:
-		errs = append(errs, ferr("gossip.suspicion_mult", c.SuspicionMult, "want 1 to 10"))
+		k.fail("gossip.suspicion_mult", c.SuspicionMult, "want 1 to 10")
 	}
-	c.Tick = dur("tick", r.Tick, DefaultTick, time.Millisecond)
-	c.JoinDelay = dur("join_delay", r.JoinDelay, DefaultJoinDelay, 0)
-	c.Settle = dur("settle", r.Settle, DefaultSettle, 0)
-	c.DrainConfirmTimeout = dur("drain.confirm_timeout", r.Drain.ConfirmTimeout, DefaultConfirmTimeout, 0)
-	c.MaxSyncLag = dur("drain.max_sync_lag", r.Drain.MaxSyncLag, DefaultMaxSyncLag, 0)
-	c.DrainTimeout = dur("drain.timeout", r.Drain.Timeout, DefaultDrainTimeout, time.Second)
+}
+
+// timing checks the coordinator's tick, join, drain and IPVS resync times.
+func (k *checker) timing(r Raw, c *Config) {
+	c.Tick = k.duration("tick", r.Tick, DefaultTick, time.Millisecond)
+	c.JoinDelay = k.duration("join_delay", r.JoinDelay, DefaultJoinDelay, 0)
+	c.Settle = k.duration("settle", r.Settle, DefaultSettle, 0)
+	c.DrainConfirmTimeout = k.duration("drain.confirm_timeout", r.Drain.ConfirmTimeout, DefaultConfirmTimeout, 0)
+	c.MaxSyncLag = k.duration("drain.max_sync_lag", r.Drain.MaxSyncLag, DefaultMaxSyncLag, 0)
+	c.DrainTimeout = k.duration("drain.timeout", r.Drain.Timeout, DefaultDrainTimeout, time.Second)
 	c.FastFailover = r.FastFailover == nil || *r.FastFailover
-	c.IPVSResync = dur("ipvs.resync_interval", r.IPVS.ResyncInterval, DefaultIPVSResync, 0)
+	c.IPVSResync = k.duration("ipvs.resync_interval", r.IPVS.ResyncInterval, DefaultIPVSResync, 0)
+}
+
+func (k *checker) syncd(r Raw, c *Config) {
+	c.SyncdAddress = r.Syncd.Address
 	if c.SyncdAddress != "" {
-		if _, _, err := net.SplitHostPort(c.SyncdAddress); err != nil {
-			errs = append(errs, ferr("syncd.address", c.SyncdAddress, "want host:port"))
-		}
+		k.hostPort("syncd.address", c.SyncdAddress)
 	}
+}
+
+// local checks what concerns this process only: state directory and log
+// level.
+func (k *checker) local(r Raw, c *Config) {
 	c.StateDir = or(r.StateDir, DefaultStateDir)
 	c.LogLevel = or(r.LogLevel, "info")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, ferr("log_level", c.LogLevel, "want debug, info, warn or error"))
+		k.fail("log_level", c.LogLevel, "want debug, info, warn or error")
 	}
-	if len(errs) > 0 {
-		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
-	}
-	return c, nil
 }
 
 // ipvsEntries checks the IPVS side of service f (whose VIP, protocol and
@@ -428,14 +515,10 @@ func ipvsEntries(f string, s RawService, svc Service) ([]ipvs.Entry, error) {
 	if svc.Port == 0 && s.PersistenceTimeout == 0 {
 		return nil, ferr(f+".port", 0, "an IPVS service on every port needs persistence_timeout, as in ipvsadm")
 	}
-	protos := []string{svc.Protocol}
-	if svc.Protocol == "both" {
-		protos = []string{"tcp", "udp"}
-	}
 	var out []ipvs.Entry
 	var errs []error
-	for _, p := range protos {
-		sc.Protocol, sc.Address = p, netip.AddrPortFrom(svc.VIP, svc.Port).String()
+	for _, p := range svc.Protocols {
+		sc.Protocol, sc.Address = p.String(), netip.AddrPortFrom(svc.VIP, svc.Port).String()
 		e, err := sc.Entry(f)
 		if err != nil {
 			errs = append(errs, err)
@@ -447,6 +530,16 @@ func ipvsEntries(f string, s RawService, svc Service) ([]ipvs.Entry, error) {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// String names the service as "address:port/protocol", e.g.
+// "192.0.2.10:80/tcp" or "192.0.2.10:0/both".
+func (s Service) String() string {
+	proto := "both"
+	if len(s.Protocols) == 1 {
+		proto = s.Protocols[0].String()
+	}
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(s.VIP, s.Port), proto)
 }
 
 // IPVS returns the IPVS table the configuration describes: every service's

@@ -4,13 +4,14 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/ipvs"
-	"github.com/saru-lb/saru/saru/partition"
 )
 
 func load(t *testing.T, name string) (config.Config, error) {
@@ -32,7 +33,7 @@ func TestGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.ID != "dir1" || c.Weight != 2 || c.Buckets != 1024 || c.Seed != 0x5eed1234 || len(c.Services) != 2 ||
-		c.Services[1].VIP != netip.MustParseAddr("2001:db8::10") || c.Services[1].Sense != partition.SrcAddr ||
+		c.Services[1].VIP != netip.MustParseAddr("2001:db8::10") || c.Services[1].Sense != bucket.SrcAddr ||
 		c.GossipBind != netip.MustParseAddrPort("10.0.0.1:7946") || len(c.Seeds) != 2 || c.SharedMAC.String() != "02:00:5e:10:00:01" ||
 		c.ProbeInterval != 200*time.Millisecond || !c.FastFailover || c.SyncdAddress != "127.0.0.1:7500" {
 		t.Fatalf("good.yaml parsed as %+v", c)
@@ -45,7 +46,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Buckets != 4096 || c.GRPCListen != ":7400" || c.JoinDelay != 30*time.Second || c.Weight != 1 || c.Name != "dir1" ||
-		c.Services[0].Protocol != "tcp" || c.Services[0].Sense != partition.SrcPort || c.Tick != 100*time.Millisecond ||
+		!slices.Equal(c.Services[0].Protocols, []bucket.Protocol{bucket.TCP}) || c.Services[0].Sense != bucket.SrcPort || c.Tick != 100*time.Millisecond ||
 		c.Ticks(c.JoinDelay) != 300 || c.SuspicionMult != 2 || c.IPVSResync != 30*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}

@@ -3,7 +3,6 @@ package director
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -414,36 +413,5 @@ func TestNotifySocket(t *testing.T) {
 	n, err := conn.Read(buf)
 	if err != nil || string(buf[:n]) != "READY=1\nSTATUS=serving" {
 		t.Fatalf("notify: %q %v", buf[:n], err)
-	}
-}
-
-func TestFilterConfig(t *testing.T) {
-	r, _ := config.Parse([]byte("node: {id: d1}\nhash_seed: '9'\nbuckets: 64\nservices:\n" + v1))
-	c, err := config.For(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc, err := FilterConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fc.Buckets != 64 || fc.Seed != 9 || len(fc.Services) != 3 || fmt.Sprint(fc.Services[1].VIP) != "192.0.2.10" || fc.Services[1].Port != 53 {
-		t.Fatalf("filter config %+v", fc)
-	}
-	if fc.NAT != nil {
-		t.Fatalf("NAT rules without nat.real_servers: %+v", fc.NAT)
-	}
-	r, _ = config.Parse([]byte("node: {id: d1}\nhash_seed: '9'\nbuckets: 64\nnat: {real_servers: [10.0.3.0/24]}\nservices:\n" + v1))
-	if c, err = config.For(r); err != nil {
-		t.Fatal(err)
-	}
-	if fc, err = FilterConfig(c); err != nil {
-		t.Fatal(err)
-	}
-	if fc.NAT == nil || fmt.Sprint(fc.NAT.RealServers) != "[10.0.3.0/24]" {
-		t.Fatalf("nat.real_servers did not reach the filter: %+v", fc.NAT)
-	}
-	if err := fc.Validate(); err != nil {
-		t.Fatalf("filter refuses the NAT config: %v", err)
 	}
 }

@@ -143,23 +143,15 @@ func setupInterface(ctx context.Context, cfg config.Config, log *slog.Logger) (f
 }
 
 // FilterConfig is the filter configuration the director's services give.
-func FilterConfig(cfg config.Config) (filter.Config, error) {
+func FilterConfig(cfg config.Config) filter.Config {
 	fc := filter.Config{Buckets: cfg.Buckets, Seed: cfg.Seed}
-	for i, s := range cfg.Services {
-		p, err := filter.ParseProtocol(s.Protocol)
-		if err != nil {
-			return filter.Config{}, fmt.Errorf("services[%d].protocol: %w", i, err)
-		}
-		sense, err := filter.ParseSense(s.Sense.String())
-		if err != nil {
-			return filter.Config{}, fmt.Errorf("services[%d].sense: %w", i, err)
-		}
-		fc.Services = append(fc.Services, filter.Service{VIP: s.VIP, Protocol: p, Port: s.Port, Sense: sense})
+	for _, s := range cfg.Services {
+		fc.Services = append(fc.Services, filter.Service{VIP: s.VIP, Protocols: s.Protocols, Port: s.Port, Sense: s.Sense})
 	}
 	if len(cfg.NATRealServers) > 0 {
 		fc.NAT = &filter.NATConfig{RealServers: cfg.NATRealServers}
 	}
-	return fc, nil
+	return fc
 }
 
 // nftFilter adapts package filter to node.Filter.
@@ -169,11 +161,7 @@ type nftFilter struct {
 }
 
 func openFilter(ctx context.Context, cfg config.Config, log *slog.Logger) (*nftFilter, error) {
-	fc, err := FilterConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	f, err := filter.Open(ctx, fc, filter.WithLogger(log.With("component", "filter")))
+	f, err := filter.Open(ctx, FilterConfig(cfg), filter.WithLogger(log.With("component", "filter")))
 	if err != nil {
 		return nil, fmt.Errorf("install filter: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/node"
@@ -102,7 +103,7 @@ func startDirector(t testing.TB, id string, seeds []string, o testOpts) *directo
 	t.Helper()
 	cfg := config.Config{
 		ID: id, Name: id, Weight: 1, Buckets: o.buckets, Seed: o.seed,
-		Services:      []config.Service{{VIP: netip.MustParseAddr("192.0.2.10"), Protocol: "tcp", Port: 80, Sense: partition.SrcPort}},
+		Services:      []config.Service{{VIP: netip.MustParseAddr("192.0.2.10"), Protocols: []bucket.Protocol{bucket.TCP}, Port: 80, Sense: bucket.SrcPort}},
 		GossipBind:    netip.MustParseAddrPort("127.0.0.1:0"),
 		Seeds:         seeds,
 		ProbeInterval: o.probe, ProbeTimeout: o.probe / 2, SuspicionMult: 2, GossipInterval: 50 * time.Millisecond,
@@ -267,7 +268,7 @@ func TestClusterElectsAndDistributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := partition.AddrBucket(netip.MustParseAddr("198.51.100.1"), testBuckets, 0x5eed); icmp.Bucket != want || icmp.Sense != sarupb.Sense_SENSE_SRC_ADDR {
+	if want := bucket.OfAddr(netip.MustParseAddr("198.51.100.1"), testBuckets, 0x5eed); icmp.Bucket != want || icmp.Sense != sarupb.Sense_SENSE_SRC_ADDR {
 		t.Errorf("echo request: bucket %d sense %v, want %d by source address", icmp.Bucket, icmp.Sense, want)
 	}
 	for _, bad := range []*sarupb.WhoOwnsRequest{

@@ -4,10 +4,28 @@ import (
 	"errors"
 	"fmt"
 
-	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/filter/bucket"
+	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/partition"
 )
+
+// SenseToProto is s as the API spells it. saru.v1.Sense numbers the senses
+// as package bucket does, one up: its zero is SENSE_UNSPECIFIED.
+func SenseToProto(s bucket.Sense) sarupb.Sense {
+	if !s.Valid() {
+		return sarupb.Sense_SENSE_UNSPECIFIED
+	}
+	return sarupb.Sense(s) + 1
+}
+
+// SenseFromProto is the sense the API names; SENSE_UNSPECIFIED is the
+// default, src-port. An unknown value gives an invalid sense.
+func SenseFromProto(p sarupb.Sense) bucket.Sense {
+	if p == sarupb.Sense_SENSE_UNSPECIFIED {
+		return bucket.SrcPort
+	}
+	return bucket.Sense(p - 1)
+}
 
 func stateToProto(s partition.State) sarupb.MemberState {
 	switch s {

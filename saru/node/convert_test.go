@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/partition"
 )
@@ -82,4 +83,40 @@ func FuzzAssignment(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// The API's senses are package bucket's, one up: every sense has its enum
+// value with the same name, and back.
+func TestSenseProto(t *testing.T) {
+	names := map[bucket.Sense]sarupb.Sense{
+		bucket.SrcPort:     sarupb.Sense_SENSE_SRC_PORT,
+		bucket.DstPort:     sarupb.Sense_SENSE_DST_PORT,
+		bucket.SrcAddr:     sarupb.Sense_SENSE_SRC_ADDR,
+		bucket.DstAddr:     sarupb.Sense_SENSE_DST_ADDR,
+		bucket.SrcAddrPort: sarupb.Sense_SENSE_SRC_ADDR_PORT,
+	}
+	if got, want := len(sarupb.Sense_name), len(bucket.Senses())+1; got != want {
+		t.Fatalf("saru.v1.Sense has %d values, want %d (one per bucket.Sense and unspecified)", got, want)
+	}
+	for _, s := range bucket.Senses() {
+		p := SenseToProto(s)
+		if want, ok := names[s]; ok && p != want {
+			t.Errorf("SenseToProto(%v) = %v, want %v", s, p, want)
+		}
+		if _, ok := sarupb.Sense_name[int32(p)]; !ok || p == sarupb.Sense_SENSE_UNSPECIFIED {
+			t.Errorf("SenseToProto(%v) = %d: not a sense of the API", s, p)
+		}
+		if back := SenseFromProto(p); back != s {
+			t.Errorf("SenseFromProto(SenseToProto(%v)) = %v", s, back)
+		}
+	}
+	if s := SenseFromProto(sarupb.Sense_SENSE_UNSPECIFIED); s != bucket.SrcPort {
+		t.Errorf("unspecified sense is %v, want the default src-port", s)
+	}
+	if SenseFromProto(99).Valid() {
+		t.Error("an unknown API sense became a valid one")
+	}
+	if p := SenseToProto(bucket.Sense(99)); p != sarupb.Sense_SENSE_UNSPECIFIED {
+		t.Errorf("SenseToProto(invalid) = %v", p)
+	}
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,9 +18,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/coord"
-	"github.com/saru-lb/saru/saru/partition"
 )
 
 func (n *Node) newServer() *grpc.Server {
@@ -159,49 +159,31 @@ func (s *server) WhoOwns(ctx context.Context, req *sarupb.WhoOwnsRequest) (*saru
 	if req.SrcPort > 65535 || req.DstPort > 65535 {
 		return nil, status.Errorf(codes.InvalidArgument, "ports %d and %d: must be at most 65535", req.SrcPort, req.DstPort)
 	}
-	proto := strings.ToLower(req.Protocol)
-	if proto == "" {
-		proto = "tcp"
-	}
-	switch proto {
-	case "tcp", "udp", "icmp":
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "protocol %q: want tcp, udp or icmp", req.Protocol)
+	proto := bucket.TCP
+	if req.Protocol != "" {
+		p, err := bucket.ParseProtocol(req.Protocol)
+		if err != nil || (p != bucket.TCP && p != bucket.UDP && p != bucket.ICMP) {
+			return nil, status.Errorf(codes.InvalidArgument, "protocol %q: want tcp, udp or icmp", req.Protocol)
+		}
+		proto = p
 	}
 	for _, svc := range s.n.cfg.Services {
 		if svc.VIP != dst.Unmap() {
 			continue
 		}
-		sense := svc.Sense
-		name := fmt.Sprintf("%s/%s", netip.AddrPortFrom(svc.VIP, svc.Port), svc.Protocol)
-		if proto == "icmp" {
-			sense = partition.SrcAddr // echo requests are split by source address
+		sense, name := svc.Sense, svc.String()
+		if proto == bucket.ICMP {
+			sense = bucket.SrcAddr // echo requests are split by source address
 			name = svc.VIP.String() + "/icmp"
-		} else if (svc.Port != 0 && uint32(svc.Port) != req.DstPort) || (svc.Protocol != "both" && svc.Protocol != proto) {
+		} else if (svc.Port != 0 && uint32(svc.Port) != req.DstPort) || !slices.Contains(svc.Protocols, proto) {
 			continue
 		}
-		b := partition.Bucket(sense, s.n.cfg.Buckets, s.n.cfg.Seed,
+		b := bucket.Of(sense, s.n.cfg.Buckets, s.n.cfg.Seed,
 			netip.AddrPortFrom(src.Unmap(), uint16(req.SrcPort)), netip.AddrPortFrom(dst.Unmap(), uint16(req.DstPort)))
 		return &sarupb.WhoOwnsResponse{Bucket: b, Owner: sn.owners[b], Standby: sn.assignment.Standbys[b],
-			Epoch: sn.assignment.Epoch, Sense: senseToProto(sense), Service: name}, nil
+			Epoch: sn.assignment.Epoch, Sense: SenseToProto(sense), Service: name}, nil
 	}
 	return nil, status.Errorf(codes.NotFound, "no virtual service matches %s %s port %d", proto, dst, req.DstPort)
-}
-
-func senseToProto(s partition.Sense) sarupb.Sense {
-	switch s {
-	case partition.SrcPort:
-		return sarupb.Sense_SENSE_SRC_PORT
-	case partition.DstPort:
-		return sarupb.Sense_SENSE_DST_PORT
-	case partition.SrcAddr:
-		return sarupb.Sense_SENSE_SRC_ADDR
-	case partition.DstAddr:
-		return sarupb.Sense_SENSE_DST_ADDR
-	case partition.SrcAddrPort:
-		return sarupb.Sense_SENSE_SRC_ADDR_PORT
-	}
-	return sarupb.Sense_SENSE_UNSPECIFIED
 }
 
 // authorize checks a mutating call: a verified client certificate (mTLS)
