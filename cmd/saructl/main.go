@@ -36,6 +36,7 @@ import (
 
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
+	"github.com/saru-lb/saru/saru/node"
 	"github.com/saru-lb/saru/saru/services"
 )
 
@@ -311,24 +312,7 @@ func (c *cli) whoOwns(ctx context.Context, src, dst, proto string) error {
 		return c.json(r)
 	}
 	return c.table("BUCKET\tOWNER\tSTANDBY\tEPOCH\tSENSE\tSERVICE", [][]string{{fmt.Sprint(r.Bucket), r.Owner, or(r.Standby, "-"), fmt.Sprint(r.Epoch),
-		senseName(r.Sense), r.Service}})
-}
-
-// senseName spells a sense as the configuration does.
-func senseName(s sarupb.Sense) string {
-	switch s {
-	case sarupb.Sense_SENSE_SRC_PORT, sarupb.Sense_SENSE_UNSPECIFIED:
-		return "src-port"
-	case sarupb.Sense_SENSE_DST_PORT:
-		return "dst-port"
-	case sarupb.Sense_SENSE_SRC_ADDR:
-		return "src-addr"
-	case sarupb.Sense_SENSE_DST_ADDR:
-		return "dst-addr"
-	case sarupb.Sense_SENSE_SRC_ADDR_PORT:
-		return "src-addr+src-port"
-	}
-	return s.String()
+		node.SenseFromProto(r.Sense).String(), r.Service}})
 }
 
 func (c *cli) drain(cmd *cobra.Command, id string, drain bool) error {
