@@ -197,7 +197,13 @@ func decodeService(ad *netlink.AttributeDecoder) (Service, error) {
 		case svcAttrAF:
 			s.Family = Family(ad.Uint16())
 		case svcAttrProtocol:
-			s.Protocol = Protocol(ad.Uint16())
+			// IP protocol numbers fit a byte; anything wider is not a
+			// protocol IPVS balances and must not alias one.
+			if p := ad.Uint16(); p <= 0xff {
+				s.Protocol = Protocol(p)
+			} else {
+				return Service{}, fmt.Errorf("decode service: protocol %d is not an IP protocol", p)
+			}
 		case svcAttrAddr:
 			addr = ad.Bytes()
 		case svcAttrPort:

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 // Family is an address family, as the kernel numbers it.
@@ -39,39 +41,24 @@ func (f Family) String() string {
 	return fmt.Sprintf("family(%d)", uint16(f))
 }
 
-// Protocol is an IP protocol a virtual service balances.
-type Protocol uint16
+// Protocol is the IP protocol a virtual service balances: package bucket's
+// (netlink carries it in 16 bits; the codec converts).
+type Protocol = bucket.Protocol
 
 // Protocols IPVS balances.
 const (
-	ProtocolTCP  Protocol = 6
-	ProtocolUDP  Protocol = 17
-	ProtocolSCTP Protocol = 132
+	ProtocolTCP  = bucket.TCP
+	ProtocolUDP  = bucket.UDP
+	ProtocolSCTP = bucket.SCTP
 )
 
-func (p Protocol) String() string {
-	switch p {
-	case ProtocolTCP:
-		return "tcp"
-	case ProtocolUDP:
-		return "udp"
-	case ProtocolSCTP:
-		return "sctp"
-	}
-	return fmt.Sprintf("proto(%d)", uint16(p))
-}
-
-// ParseProtocol parses "tcp", "udp" or "sctp".
+// ParseProtocol parses "tcp", "udp" or "sctp", in any case.
 func ParseProtocol(s string) (Protocol, error) {
-	switch strings.ToLower(s) {
-	case "tcp":
-		return ProtocolTCP, nil
-	case "udp":
-		return ProtocolUDP, nil
-	case "sctp":
-		return ProtocolSCTP, nil
+	p, err := bucket.ParseProtocol(s)
+	if err != nil || (p != ProtocolTCP && p != ProtocolUDP && p != ProtocolSCTP) {
+		return 0, fmt.Errorf("unknown protocol %q (want tcp, udp or sctp)", s)
 	}
-	return 0, fmt.Errorf("unknown protocol %q (want tcp, udp or sctp)", s)
+	return p, nil
 }
 
 // Schedulers are the IPVS schedulers the kernel ships, by module suffix.
@@ -222,7 +209,7 @@ func (id ServiceID) Key() ServiceID {
 	return id
 }
 
-func cmpInt[T ~uint16 | ~uint32 | ~int](a, b T) int {
+func cmpInt[T ~uint8 | ~uint16 | ~uint32 | ~int](a, b T) int {
 	switch {
 	case a < b:
 		return -1
