@@ -139,7 +139,7 @@ func TestIntegrationNAT(t *testing.T) {
 	requireRoot(t)
 	cfg := hubConfig()
 	cfg.NAT = &NATConfig{RealServers: []netip.Prefix{rsNet}}
-	h := newHub(t, false, cfg)
+	h := newHub(t, cfg)
 	rs := h.addRealServers(t)
 	rng := rand.New(rand.NewPCG(9, 10))
 	assign := make([]int, hubBuckets)

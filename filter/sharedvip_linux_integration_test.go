@@ -178,12 +178,9 @@ type hub struct {
 
 const clientAddrs = 40
 
-// clusterMAC is the multicast cluster MAC of the CLUSTERIP-style mode.
-const clusterMAC = "01:00:5e:7f:00:61"
-
-// newHub builds the network. With cluster set, the directors keep their own
-// MACs and share the multicast cluster MAC instead (IPv4 only).
-func newHub(t *testing.T, cluster bool, cfg Config) *hub {
+// newHub builds the network: a client and three directors sharing the VIPs
+// and the MAC on a bridge that floods every frame.
+func newHub(t *testing.T, cfg Config) *hub {
 	h := &hub{}
 	sw := newNetNS(t, "hub")
 	sw.Sh(t, "ip link add br0 type bridge ageing_time 0 stp_state 0")
@@ -205,18 +202,12 @@ func newHub(t *testing.T, cluster bool, cfg Config) *hub {
 	for _, d := range h.dirs {
 		d.Sysctl(t, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
 			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-		lines := []string{
+		d.IPBatch(t, []string{
+			"link set eth0 address " + sharedMAC,
 			"addr add " + vip4.String() + "/24 dev eth0",
 			"addr add " + vip6.String() + "/64 dev eth0 nodad",
 			"link set eth0 up",
-		}
-		if !cluster {
-			lines = append([]string{"link set eth0 address " + sharedMAC}, lines...)
-		}
-		d.IPBatch(t, lines)
-		if cluster {
-			joinCluster(t, d)
-		}
+		})
 	}
 	h.client.Sysctl(t, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	lines := []string{"link set eth0 up"}
@@ -509,7 +500,7 @@ func TestIntegrationSharedVIP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the 8000-exchange proof in -short mode")
 	}
-	h := newHub(t, false, hubConfig())
+	h := newHub(t, hubConfig())
 	rng := rand.New(rand.NewPCG(1, 2))
 	assign := make([]int, hubBuckets)
 	for b := range assign {

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
@@ -70,7 +69,7 @@ func (h *Helper) SetMAC(ctx context.Context, ifname string, mac net.HardwareAddr
 		return fmt.Errorf("mac: invalid value %q: want a 6-byte Ethernet address", mac)
 	}
 	if mac[0]&1 != 0 {
-		return fmt.Errorf("mac: invalid value %q: a multicast address cannot be an interface address; use JoinMulticastMAC", mac)
+		return fmt.Errorf("mac: invalid value %q: a multicast address cannot be an interface address", mac)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -152,47 +151,6 @@ func addrMessage(index uint32, p netip.Prefix) *rtnetlink.AddressMessage {
 		m.Attributes.Local = nil
 	}
 	return m
-}
-
-// JoinMulticastMAC adds the multicast cluster MAC to ifname's link-layer
-// multicast list (`ip maddr add`), so the NIC passes frames sent to it.
-func (h *Helper) JoinMulticastMAC(ctx context.Context, ifname string, mac net.HardwareAddr) error {
-	return h.multicast(ctx, ifname, mac, unix.SIOCADDMULTI, "join")
-}
-
-// LeaveMulticastMAC removes the multicast cluster MAC from ifname.
-func (h *Helper) LeaveMulticastMAC(ctx context.Context, ifname string, mac net.HardwareAddr) error {
-	return h.multicast(ctx, ifname, mac, unix.SIOCDELMULTI, "leave")
-}
-
-func (h *Helper) multicast(ctx context.Context, ifname string, mac net.HardwareAddr, req uint, verb string) error {
-	if len(mac) != 6 || mac[0]&1 == 0 {
-		return fmt.Errorf("mac: invalid value %q: want a 6-byte multicast Ethernet address (first octet odd)", mac)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err := h.inNetNS(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		// struct ifreq: name[16], then struct sockaddr ifr_hwaddr.
-		var ifr [40]byte
-		copy(ifr[:unix.IFNAMSIZ-1], ifname)
-		ifr[16] = unix.AF_UNSPEC
-		copy(ifr[18:24], mac)
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&ifr)))
-		if errno != 0 {
-			return errno
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("%s multicast MAC %s on %s: %w", verb, mac, ifname, err)
-	}
-	return nil
 }
 
 // inNetNS runs fn on an OS thread in the helper's namespace (or directly

@@ -60,18 +60,6 @@ func TestIntegrationSetMACAndVIPs(t *testing.T) {
 	if err := h.AddVIPs(ctx, "eth0", []netip.Prefix{{}}); err == nil || !strings.Contains(err.Error(), "vips[0]") {
 		t.Fatalf("AddVIPs(invalid): %v", err)
 	}
-	if err := h.JoinMulticastMAC(ctx, "eth0", mcast); err != nil {
-		t.Fatal(err)
-	}
-	if out := a.Sh(t, "ip maddr show dev eth0"); !strings.Contains(out, "01:00:5e:7f:00:01") {
-		t.Fatalf("multicast MAC not joined:\n%s", out)
-	}
-	if err := h.LeaveMulticastMAC(ctx, "eth0", mcast); err != nil {
-		t.Fatal(err)
-	}
-	if out := a.Sh(t, "ip maddr show dev eth0"); strings.Contains(out, "01:00:5e:7f:00:01") {
-		t.Fatalf("multicast MAC still joined:\n%s", out)
-	}
 }
 
 // Two directors share an IPv6 VIP; the second adds it without nodad and
