@@ -229,3 +229,31 @@ func TestNATRealServers(t *testing.T) {
 		t.Fatalf("nat.real_servers = %v, want %v", c.NATRealServers, want)
 	}
 }
+
+// A service's protocol is typed once, here: "both" is tcp and udp, and the
+// service names itself as the configuration wrote it.
+func TestServiceProtocols(t *testing.T) {
+	r, err := config.Parse([]byte("node: {id: d1}\nhash_seed: '1'\nservices:\n" +
+		"  - {vip: 192.0.2.1, port: 80}\n  - {vip: 192.0.2.1, port: 53, protocol: both, sense: dst-addr}\n  - {vip: '2001:db8::1', protocol: udp}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.For(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		protos []bucket.Protocol
+		sense  bucket.Sense
+		name   string
+	}{
+		{[]bucket.Protocol{bucket.TCP}, bucket.SrcPort, "192.0.2.1:80/tcp"},
+		{[]bucket.Protocol{bucket.TCP, bucket.UDP}, bucket.DstAddr, "192.0.2.1:53/both"},
+		{[]bucket.Protocol{bucket.UDP}, bucket.SrcPort, "[2001:db8::1]:0/udp"},
+	} {
+		s := c.Services[i]
+		if !slices.Equal(s.Protocols, want.protos) || s.Sense != want.sense || s.String() != want.name {
+			t.Errorf("services[%d] = %v %v %q, want %v %v %q", i, s.Protocols, s.Sense, s, want.protos, want.sense, want.name)
+		}
+	}
+}
