@@ -197,8 +197,8 @@ func (b *builder) prerouting() {
 			}
 		}
 		icmp, echo := icmpFor(vip)
-		b.add(ChainPrerouting, fmt.Sprintf("%s %s echo-request sense src-addr: owned, accept", vip, icmp),
-			to, matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(vip, bucket.SrcAddr), lookupOwned(), accept())
+		b.add(ChainPrerouting, fmt.Sprintf("%s %s echo-request sense %s: owned, accept", vip, icmp, bucket.EchoSense),
+			to, matchL4(icmp), matchICMPType(expr.CmpOpEq, echo), b.bucket(vip, bucket.EchoSense), lookupOwned(), accept())
 		b.add(ChainPrerouting, fmt.Sprintf("%s %s other than echo-request: accept", vip, icmp),
 			to, matchL4(icmp), matchICMPType(expr.CmpOpNeq, echo), accept())
 		if b.masqueradesTo(vip) {

@@ -25,6 +25,10 @@ const (
 	numSenses
 )
 
+// EchoSense splits ICMP echo requests to a VIP, whatever the services'
+// senses, as the seed's rules do.
+const EchoSense = SrcAddr
+
 // senseNames are the configuration names, indexed by Sense.
 var senseNames = [numSenses]string{
 	SrcPort:     "src-port",

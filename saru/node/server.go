@@ -173,7 +173,7 @@ func (s *server) WhoOwns(ctx context.Context, req *sarupb.WhoOwnsRequest) (*saru
 		}
 		sense, name := svc.Sense, svc.String()
 		if proto == bucket.ICMP {
-			sense = bucket.SrcAddr // echo requests are split by source address
+			sense = bucket.EchoSense
 			name = svc.VIP.String() + "/icmp"
 		} else if (svc.Port != 0 && uint32(svc.Port) != req.DstPort) || !slices.Contains(svc.Protocols, proto) {
 			continue
