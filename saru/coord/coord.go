@@ -166,10 +166,10 @@ type peer struct {
 	deadAt int
 }
 
-// Node is one director's coordinator state machine. It does no I/O, reads
+// Core is one director's coordinator state machine. It does no I/O, reads
 // no clock and starts no goroutines: feed it events, then call Ready. It is
 // not safe for concurrent use.
-type Node struct {
+type Core struct {
 	cfg   Config
 	self  Meta
 	peers map[string]*peer
@@ -206,7 +206,7 @@ type Node struct {
 }
 
 // New returns a joining director's core with the empty assignment.
-func New(cfg Config) (*Node, error) {
+func New(cfg Config) (*Core, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("coordinator config: %w", err)
 	}
@@ -214,7 +214,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{
+	n := &Core{
 		cfg:         cfg,
 		self:        Meta{ID: cfg.ID, Weight: cfg.Weight, State: partition.Joining, GRPC: cfg.GRPC, Buckets: cfg.Buckets, Seed: cfg.Seed},
 		peers:       make(map[string]*peer),
@@ -247,7 +247,7 @@ func CheckPeer(cfg Config, m Meta) Reason {
 
 // PeerAlive records a peer that joined or updated its metadata. A peer
 // whose bucket count or seed differs is refused and ignored.
-func (n *Node) PeerAlive(m Meta) Reason {
+func (n *Core) PeerAlive(m Meta) Reason {
 	if r := CheckPeer(n.cfg, m); r != "" {
 		n.event(r, fmt.Sprintf("peer %q announces buckets %d seed %d; ours are %d and %d", m.ID, m.Buckets, m.Seed, n.cfg.Buckets, n.cfg.Seed))
 		return r
@@ -259,7 +259,7 @@ func (n *Node) PeerAlive(m Meta) Reason {
 
 // PeerDead records that failure detection declared a peer dead, or that it
 // left.
-func (n *Node) PeerDead(id string) {
+func (n *Core) PeerDead(id string) {
 	p, ok := n.peers[id]
 	if !ok || !p.alive {
 		return
@@ -270,7 +270,7 @@ func (n *Node) PeerDead(id string) {
 
 // Receive offers an assignment (from the leader's stream or a fetch). Only
 // a valid assignment with a newer epoch is taken.
-func (n *Node) Receive(a partition.Assignment) Reason {
+func (n *Core) Receive(a partition.Assignment) Reason {
 	if a.Buckets() != n.cfg.Buckets {
 		return DropBuckets
 	}
@@ -291,7 +291,7 @@ func (n *Node) Receive(a partition.Assignment) Reason {
 }
 
 // Applied reports that the Apply with this sequence number is installed.
-func (n *Node) Applied(seq uint64) {
+func (n *Core) Applied(seq uint64) {
 	e, ok := n.applyEpochs[seq]
 	if !ok {
 		return
@@ -308,7 +308,7 @@ func (n *Node) Applied(seq uint64) {
 }
 
 // Tick advances time by one tick.
-func (n *Node) Tick() {
+func (n *Core) Tick() {
 	n.ticks++
 	if n.cfg.ForgetDead > 0 {
 		for id, p := range n.peers {
@@ -327,14 +327,14 @@ func (n *Node) Tick() {
 }
 
 // SyncReady reports that the local syncd holds a complete snapshot.
-func (n *Node) SyncReady() {
+func (n *Core) SyncReady() {
 	n.syncReady = true
 	n.update()
 }
 
 // SyncConfirm reports whether the local syncd holds the connections of the
 // draining peer id.
-func (n *Node) SyncConfirm(id string, ok bool) {
+func (n *Core) SyncConfirm(id string, ok bool) {
 	has := slices.Contains(n.self.Confirms, id)
 	switch {
 	case ok && !has:
@@ -349,7 +349,7 @@ func (n *Node) SyncConfirm(id string, ok bool) {
 // Drain starts draining this director: phase one asks peers to confirm
 // they hold its connections, phase two (the leader) moves its buckets in
 // one epoch.
-func (n *Node) Drain() error {
+func (n *Core) Drain() error {
 	if n.self.State == partition.Draining {
 		return nil
 	}
@@ -376,7 +376,7 @@ func (n *Node) Drain() error {
 // Undrain returns a draining director to service. One that started
 // drained owns nothing yet and joins (waiting for its syncd snapshot or the
 // join delay).
-func (n *Node) Undrain() error {
+func (n *Core) Undrain() error {
 	if n.self.State != partition.Draining {
 		return fmt.Errorf("undrain %s: %w", n.cfg.ID, ErrNotDraining)
 	}
@@ -390,7 +390,7 @@ func (n *Node) Undrain() error {
 
 // Drained reports whether this director is draining and has applied an
 // assignment in which it is draining and owns no bucket.
-func (n *Node) Drained() (uint64, bool) {
+func (n *Core) Drained() (uint64, bool) {
 	if n.self.State != partition.Draining || n.self.Applied < n.cur.Epoch {
 		return 0, false
 	}
@@ -407,7 +407,7 @@ func (n *Node) Drained() (uint64, bool) {
 
 // Undrained reports whether this director is active in the applied
 // current assignment.
-func (n *Node) Undrained() (uint64, bool) {
+func (n *Core) Undrained() (uint64, bool) {
 	if n.self.State != partition.Active || n.self.Applied < n.cur.Epoch {
 		return 0, false
 	}
@@ -420,25 +420,25 @@ func (n *Node) Undrained() (uint64, bool) {
 }
 
 // Self returns this director's metadata.
-func (n *Node) Self() Meta { return n.self.clone() }
+func (n *Core) Self() Meta { return n.self.clone() }
 
 // Assignment returns the current assignment. Callers must not modify it.
-func (n *Node) Assignment() partition.Assignment { return n.cur }
+func (n *Core) Assignment() partition.Assignment { return n.cur }
 
 // LeaderID returns the current leader's id.
-func (n *Node) LeaderID() string { return n.leader.ID }
+func (n *Core) LeaderID() string { return n.leader.ID }
 
 // Owned returns the buckets this director wants installed (after any
 // standby takeover), ascending.
-func (n *Node) Owned() []uint32 { return slices.Clone(n.wantOwned) }
+func (n *Core) Owned() []uint32 { return slices.Clone(n.wantOwned) }
 
 // Owners returns every bucket's effective owner as this director sees it:
 // the current assignment with dead owners replaced by their standbys when
 // fast failover is on.
-func (n *Node) Owners() []string { return n.owners() }
+func (n *Core) Owners() []string { return n.owners() }
 
 // Peers returns every peer ever seen, sorted by id.
-func (n *Node) Peers() []Peer {
+func (n *Core) Peers() []Peer {
 	out := make([]Peer, 0, len(n.peers))
 	for _, p := range n.peers {
 		out = append(out, Peer{Meta: p.meta.clone(), Alive: p.alive})
@@ -448,7 +448,7 @@ func (n *Node) Peers() []Peer {
 }
 
 // Ready returns what changed since the last call.
-func (n *Node) Ready() Ready {
+func (n *Core) Ready() Ready {
 	var rd Ready
 	if !n.metaSent || !n.self.equal(n.sentMeta) {
 		m := n.self.clone()
@@ -484,13 +484,13 @@ func (n *Node) Ready() Ready {
 	return rd
 }
 
-func (n *Node) event(r Reason, detail string) {
+func (n *Core) event(r Reason, detail string) {
 	n.events = append(n.events, Event{Reason: r, Detail: detail})
 }
 
 // live returns the metadata of every live director, this one included,
 // sorted by id.
-func (n *Node) live() []Meta {
+func (n *Core) live() []Meta {
 	out := []Meta{n.self}
 	for _, p := range n.peers {
 		if p.alive {
@@ -501,7 +501,7 @@ func (n *Node) live() []Meta {
 	return out
 }
 
-func (n *Node) maxPeerEpoch() uint64 {
+func (n *Core) maxPeerEpoch() uint64 {
 	var e uint64
 	for _, p := range n.peers {
 		if p.alive && p.meta.Epoch > e {
@@ -512,7 +512,7 @@ func (n *Node) maxPeerEpoch() uint64 {
 }
 
 // update recomputes every decision from the state.
-func (n *Node) update() {
+func (n *Core) update() {
 	n.updateSelfState(n.live())
 	live := n.live()
 
@@ -561,7 +561,7 @@ func (n *Node) update() {
 	n.wantOwned, n.failover = owned, failover
 }
 
-func (n *Node) updateSelfState(live []Meta) {
+func (n *Core) updateSelfState(live []Meta) {
 	if n.self.State == partition.Active {
 		n.everActive = true
 	}
@@ -590,7 +590,7 @@ func (n *Node) updateSelfState(live []Meta) {
 }
 
 // owners applies fast failover to the current assignment.
-func (n *Node) owners() []string {
+func (n *Core) owners() []string {
 	if !n.cfg.FastFailover {
 		return n.cur.Owners
 	}
@@ -612,7 +612,7 @@ func (n *Node) owners() []string {
 // catchUp is a follower's second path to the newest assignment: if gossip
 // says a peer has a newer epoch and the leader's stream has not delivered
 // it within Retry ticks, fetch it from that peer.
-func (n *Node) catchUp(live []Meta) {
+func (n *Core) catchUp(live []Meta) {
 	var from string
 	var max uint64
 	for _, m := range live {
@@ -636,7 +636,7 @@ func (n *Node) catchUp(live []Meta) {
 
 // lead is the leader's part: adopt the cluster's newest assignment, then
 // compute a new one when the member set differs from the current one's.
-func (n *Node) lead(live []Meta) {
+func (n *Core) lead(live []Meta) {
 	var from string
 	var max uint64
 	for _, m := range live {
@@ -676,7 +676,7 @@ func (n *Node) lead(live []Meta) {
 // members returns the member list the leader assigns for: each live
 // director with its gossiped weight and state, a draining one kept active
 // until its peers confirm (or the confirm timeout passes).
-func (n *Node) members(live []Meta) []partition.Member {
+func (n *Core) members(live []Meta) []partition.Member {
 	out := make([]partition.Member, 0, len(live))
 	draining := make(map[string]bool)
 	for _, m := range live {
@@ -721,7 +721,7 @@ func (n *Node) members(live []Meta) []partition.Member {
 	return out
 }
 
-func (n *Node) drainReady(id string, live []Meta) bool {
+func (n *Core) drainReady(id string, live []Meta) bool {
 	active := false
 	for _, m := range n.cur.Members {
 		if m.ID == id {

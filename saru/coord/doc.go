@@ -2,7 +2,7 @@
 // membership view, the leader, the current assignment, the drain and join
 // lifecycle, and the standby fast path.
 //
-// Like etcd's raft RawNode, a Node is fed events — PeerAlive (a peer's
+// Like etcd's raft RawNode, a Core is fed events — PeerAlive (a peer's
 // gossiped Meta), PeerDead, Receive (an assignment from the leader's stream
 // or a fetch), Applied (the filter installed an owned set), Tick, SyncReady,
 // SyncConfirm, Drain and Undrain — and the caller reads what to do from

@@ -9,7 +9,7 @@ import (
 // A lone director: it starts joining, becomes active after the settle time
 // (no other director is active), leads, assigns itself every bucket and
 // asks for the owned set to be installed.
-func ExampleNode() {
+func ExampleCore() {
 	n, err := coord.New(coord.Config{ID: "dir1", Weight: 1, GRPC: "10.0.0.1:7400", Buckets: 16, Seed: 0x5eed,
 		JoinDelay: 300, Settle: 2, DrainConfirmTimeout: 100, Retry: 10, FastFailover: true})
 	if err != nil {

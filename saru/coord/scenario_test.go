@@ -101,7 +101,7 @@ type fataler interface {
 
 type simNode struct {
 	id        string
-	c         *coord.Node
+	c         *coord.Core
 	up        bool
 	side      int
 	meta      coord.Meta

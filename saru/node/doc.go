@@ -29,7 +29,7 @@
 //     whether it holds a draining peer's connections.
 //   - Prometheus metrics and log/slog logs.
 //
-// One goroutine owns the coord.Node; memberlist callbacks, gRPC handlers
+// One goroutine owns the coord.Core; memberlist callbacks, gRPC handlers
 // and pollers hand it closures through an unbounded queue, so no callback
 // ever blocks memberlist.
 package node

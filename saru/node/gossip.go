@@ -119,7 +119,7 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 	}
 	id := node.Name
 	d.n.log.Info("peer gone", "peer", id)
-	d.n.enqueue(func(c *coord.Node) { c.PeerDead(id) })
+	d.n.enqueue(func(c *coord.Core) { c.PeerDead(id) })
 }
 
 func (d *delegate) alive(node *memberlist.Node) {
@@ -132,7 +132,7 @@ func (d *delegate) alive(node *memberlist.Node) {
 		return
 	}
 	addr := node.Address() // copied here: memberlist mutates its nodes in place
-	d.n.enqueue(func(c *coord.Node) {
+	d.n.enqueue(func(c *coord.Core) {
 		d.n.addrs[m.ID] = addr
 		c.PeerAlive(m)
 	})

@@ -92,10 +92,10 @@ type Node struct {
 	start   time.Time
 	grpcAdv string
 
-	core *coord.Node // owned by the loop goroutine
+	core *coord.Core // owned by the loop goroutine
 
 	qmu   sync.Mutex
-	queue []func(*coord.Node)
+	queue []func(*coord.Core)
 	wake  chan struct{}
 
 	snap   atomic.Pointer[snapshot]
@@ -266,7 +266,7 @@ func (n *Node) Stop() {
 func (n *Node) Done() <-chan struct{} { return n.done }
 
 // enqueue runs f on the loop goroutine with the core.
-func (n *Node) enqueue(f func(*coord.Node)) {
+func (n *Node) enqueue(f func(*coord.Core)) {
 	n.qmu.Lock()
 	n.queue = append(n.queue, f)
 	n.qmu.Unlock()
@@ -277,9 +277,9 @@ func (n *Node) enqueue(f func(*coord.Node)) {
 }
 
 // call runs f on the loop goroutine and waits for it.
-func (n *Node) call(ctx context.Context, f func(*coord.Node) error) error {
+func (n *Node) call(ctx context.Context, f func(*coord.Core) error) error {
 	ch := make(chan error, 1)
-	n.enqueue(func(c *coord.Node) { ch <- f(c) })
+	n.enqueue(func(c *coord.Core) { ch <- f(c) })
 	select {
 	case err := <-ch:
 		return err
@@ -503,7 +503,7 @@ func (n *Node) syncPoller() {
 			} else if ok {
 				n.syncReady.Store(true)
 				n.log.Info("syncd snapshot complete")
-				n.enqueue(func(c *coord.Node) { c.SyncReady() })
+				n.enqueue(func(c *coord.Core) { c.SyncReady() })
 			}
 		}
 		if want := n.confirmWant.Load(); want != nil {
@@ -512,7 +512,7 @@ func (n *Node) syncPoller() {
 				if err != nil {
 					n.log.Debug("syncd stats", "peer", id, "err", err)
 				}
-				n.enqueue(func(c *coord.Node) { c.SyncConfirm(id, ok && err == nil) })
+				n.enqueue(func(c *coord.Core) { c.SyncConfirm(id, ok && err == nil) })
 			}
 		}
 		cancel()
@@ -595,7 +595,7 @@ func (n *Node) receive(from string, pa *sarupb.Assignment) {
 		n.metrics.dropped.WithLabelValues(string(coord.DropInvalid)).Inc()
 		return
 	}
-	n.enqueue(func(c *coord.Node) {
+	n.enqueue(func(c *coord.Core) {
 		if r := c.Receive(a); r != "" {
 			n.metrics.dropped.WithLabelValues(string(r)).Inc()
 			if r != coord.DropStale {
@@ -674,7 +674,7 @@ func (n *Node) DrainSelf(ctx context.Context) (uint64, error) { return n.drainSe
 func (n *Node) UndrainSelf(ctx context.Context) (uint64, error) { return n.undrainSelf(ctx, false) }
 
 func (n *Node) drainSelf(ctx context.Context, record bool) (uint64, error) {
-	if err := n.call(ctx, func(c *coord.Node) error { return c.Drain() }); err != nil {
+	if err := n.call(ctx, func(c *coord.Core) error { return c.Drain() }); err != nil {
 		return 0, err
 	}
 	if record {
@@ -686,7 +686,7 @@ func (n *Node) drainSelf(ctx context.Context, record bool) (uint64, error) {
 }
 
 func (n *Node) undrainSelf(ctx context.Context, record bool) (uint64, error) {
-	if err := n.call(ctx, func(c *coord.Node) error { return c.Undrain() }); err != nil {
+	if err := n.call(ctx, func(c *coord.Core) error { return c.Undrain() }); err != nil {
 		return 0, err
 	}
 	if record {
