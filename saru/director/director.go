@@ -46,9 +46,6 @@ type Options struct {
 	Load func() (config.Config, error)
 }
 
-// RecordFile is the name of the IPVS record in the state directory.
-const RecordFile = "ipvs-services"
-
 // Run assembles the director and runs it until ctx is done, then drains
 // it, leaves the cluster and removes the filter. It returns an error when
 // the director cannot start; in particular when IPVS refuses the configured
@@ -83,13 +80,13 @@ func Run(ctx context.Context, opts Options) error {
 		nopts.ServerCreds, nopts.ClientCreds = server, client
 	}
 
-	var record Record
+	var record services.Record
 	if cfg.StateDir != "" {
 		if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 			log.Warn("state_dir unusable: an operator's drain will not survive a restart, and IPVS services removed from the configuration while saru is down will stay", "state_dir", cfg.StateDir, "err", err)
 		} else {
 			nopts.DrainMarker = filepath.Join(cfg.StateDir, "drained")
-			record.Path = filepath.Join(cfg.StateDir, RecordFile)
+			record.Path = filepath.Join(cfg.StateDir, services.RecordFile)
 		}
 	}
 
@@ -212,7 +209,7 @@ func Run(ctx context.Context, opts Options) error {
 // openIPVS dials IPVS and reconciles it with the configured services. With
 // no IPVS in the kernel it carries on only when no service has an IPVS side.
 // The Reconciler is nil when IPVS is unavailable.
-func openIPVS(ctx context.Context, cfg config.Config, record Record, log *slog.Logger, m *metrics) (*Reconciler, func(), error) {
+func openIPVS(ctx context.Context, cfg config.Config, record services.Record, log *slog.Logger, m *metrics) (*services.Reconciler, func(), error) {
 	desired := cfg.IPVS()
 	c, err := ipvs.Dial(ipvs.Config{})
 	if err != nil {
@@ -222,7 +219,7 @@ func openIPVS(ctx context.Context, cfg config.Config, record Record, log *slog.L
 		log.Warn("IPVS not available; no IPVS services configured, so carrying on (ListServices disabled)", "err", err)
 		return nil, func() {}, nil
 	}
-	rec := &Reconciler{Kernel: c, Record: record, Log: log.With("component", "ipvs")}
+	rec := &services.Reconciler{Kernel: c, Record: record, Log: log.With("component", "ipvs")}
 	if err := reconcileIPVS(ctx, rec, desired, m, false); err != nil {
 		c.Close()
 		return nil, nil, err
@@ -231,7 +228,7 @@ func openIPVS(ctx context.Context, cfg config.Config, record Record, log *slog.L
 }
 
 // reconcileIPVS reconciles and logs. periodic runs log only changes.
-func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m *metrics, periodic bool) error {
+func reconcileIPVS(ctx context.Context, rec *services.Reconciler, desired []ipvs.Entry, m *metrics, periodic bool) error {
 	start := time.Now()
 	res, err := rec.Reconcile(ctx, desired)
 	m.reconcileSeconds.Observe(time.Since(start).Seconds())
@@ -258,7 +255,7 @@ func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m
 }
 
 // reload reads the configuration again and applies its IPVS side.
-func reload(ctx context.Context, cur config.Config, load func() (config.Config, error), rec *Reconciler, log *slog.Logger, m *metrics) (config.Config, error) {
+func reload(ctx context.Context, cur config.Config, load func() (config.Config, error), rec *services.Reconciler, log *slog.Logger, m *metrics) (config.Config, error) {
 	next, err := load()
 	if err != nil {
 		return cur, err

@@ -1,0 +1,106 @@
+package director
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/saru-lb/saru/saru/config"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+const v1 = `  - name: web
+    vip: 192.0.2.10
+    port: 80
+    forwarding: masq
+    real_servers:
+      - {address: 10.0.1.1:8080, weight: 3}
+      - {address: 10.0.1.2:8080}
+  - name: dns
+    vip: 192.0.2.10
+    port: 53
+    protocol: both
+    persistence_timeout: 300
+    real_servers: [{address: 10.0.2.1}]
+  - {vip: 192.0.2.30, port: 443}
+`
+
+func TestRestartFields(t *testing.T) {
+	load := func(services string, extra string) config.Config {
+		r, err := config.Parse([]byte("node: {id: d1}\nhash_seed: '1'\n" + extra + "services:\n" + services))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.For(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := load(v1, "")
+	ipvsOnly := load(strings.Replace(strings.Replace(v1, "weight: 3", "weight: 5", 1), "name: web", "name: www", 1), "")
+	if got := RestartFields(a, ipvsOnly); len(got) != 0 {
+		t.Errorf("IPVS-only change needs a restart? %v", got)
+	}
+	if got := RestartFields(a, load(v1+"  - {vip: 192.0.2.40, port: 80}\n", "")); !slices.Equal(got, []string{"Services"}) {
+		t.Errorf("new filter service: %v", got)
+	}
+	if got := RestartFields(a, load(v1, "buckets: 64\ntick: 50ms\n")); !slices.Equal(got, []string{"Buckets", "Tick"}) {
+		t.Errorf("buckets and tick: %v", got)
+	}
+}
+
+func TestNotifySocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	Notify(quiet, "READY=1\nSTATUS=serving")
+	buf := make([]byte, 256)
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1\nSTATUS=serving" {
+		t.Fatalf("notify: %q %v", buf[:n], err)
+	}
+}
+
+func TestFilterConfig(t *testing.T) {
+	r, _ := config.Parse([]byte("node: {id: d1}\nhash_seed: '9'\nbuckets: 64\nservices:\n" + v1))
+	c, err := config.For(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := FilterConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc.Buckets != 64 || fc.Seed != 9 || len(fc.Services) != 3 || fmt.Sprint(fc.Services[1].VIP) != "192.0.2.10" || fc.Services[1].Port != 53 {
+		t.Fatalf("filter config %+v", fc)
+	}
+	if fc.NAT != nil {
+		t.Fatalf("NAT rules without nat.real_servers: %+v", fc.NAT)
+	}
+	r, _ = config.Parse([]byte("node: {id: d1}\nhash_seed: '9'\nbuckets: 64\nnat: {real_servers: [10.0.3.0/24]}\nservices:\n" + v1))
+	if c, err = config.For(r); err != nil {
+		t.Fatal(err)
+	}
+	if fc, err = FilterConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	if fc.NAT == nil || fmt.Sprint(fc.NAT.RealServers) != "[10.0.3.0/24]" {
+		t.Fatalf("nat.real_servers did not reach the filter: %+v", fc.NAT)
+	}
+	if err := fc.Validate(); err != nil {
+		t.Fatalf("filter refuses the NAT config: %v", err)
+	}
+}
