@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/saru-lb/saru/saru/config"
 )
 
@@ -65,12 +67,53 @@ func TestNotifySocket(t *testing.T) {
 	}
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", path)
-	Notify(quiet, "READY=1\nSTATUS=serving")
-	buf := make([]byte, 256)
-	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-	n, err := conn.Read(buf)
-	if err != nil || string(buf[:n]) != "READY=1\nSTATUS=serving" {
-		t.Fatalf("notify: %q %v", buf[:n], err)
+	read := func() string {
+		t.Helper()
+		buf := make([]byte, 256)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("notify: %v", err)
+		}
+		return string(buf[:n])
+	}
+	notify(quiet, daemon.SdNotifyReady+"\nSTATUS=serving")
+	if got := read(); got != "READY=1\nSTATUS=serving" {
+		t.Fatalf("ready: %q", got)
+	}
+	notify(quiet, daemon.SdNotifyStopping+"\nSTATUS=draining")
+	if got := read(); got != "STOPPING=1\nSTATUS=draining" {
+		t.Fatalf("stopping: %q", got)
+	}
+	notify(quiet, daemon.SdNotifyWatchdog)
+	if got := read(); got != "WATCHDOG=1" {
+		t.Fatalf("watchdog: %q", got)
+	}
+}
+
+func TestNotifyWithoutSystemd(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	notify(quiet, daemon.SdNotifyReady) // nothing to send to, nothing to fail
+}
+
+func TestWatchdogInterval(t *testing.T) {
+	t.Setenv("WATCHDOG_USEC", "")
+	t.Setenv("WATCHDOG_PID", "")
+	if got := watchdogInterval(quiet); got != 0 {
+		t.Errorf("no watchdog: ping every %v, want never", got)
+	}
+	t.Setenv("WATCHDOG_USEC", "20000000")
+	if got := watchdogInterval(quiet); got != 10*time.Second {
+		t.Errorf("WatchdogSec=20s: ping every %v, want 10s", got)
+	}
+	t.Setenv("WATCHDOG_PID", "1") // another process is watched
+	if got := watchdogInterval(quiet); got != 0 {
+		t.Errorf("watchdog for another process: ping every %v, want never", got)
+	}
+	t.Setenv("WATCHDOG_PID", "")
+	t.Setenv("WATCHDOG_USEC", "soon")
+	if got := watchdogInterval(quiet); got != 0 {
+		t.Errorf("unreadable watchdog: ping every %v, want never", got)
 	}
 }
 

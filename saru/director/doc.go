@@ -3,7 +3,8 @@
 // configured virtual services, installs the nftables filter, puts the shared
 // MAC and the VIPs on the interface, connects to the local syncd, starts the
 // coordinator node (membership, assignment, gRPC, metrics), tells systemd
-// it is ready, and on the way out drains, leaves and removes the filter.
+// it is ready (and pings its watchdog when the unit sets WatchdogSec=), and
+// on the way out drains, leaves and removes the filter.
 // cmd/saru only parses flags, loads the configuration and turns signals
 // into a context and reloads.
 //
