@@ -3,6 +3,7 @@ module github.com/saru-lb/saru
 go 1.26.0
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/google/nftables v0.3.0
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/jsimonetti/rtnetlink/v2 v2.0.2

@@ -37,7 +37,6 @@ import (
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
 	"github.com/saru-lb/saru/saru/node"
-	"github.com/saru-lb/saru/saru/services"
 )
 
 type cli struct {
@@ -90,7 +89,7 @@ func (c *cli) root() *cobra.Command {
 	conns.Flags().StringVar(&origin, "origin", "", "only connections from this director")
 	conns.Flags().Uint32Var(&limit, "limit", 100, "at most this many")
 
-	var ro services.RenderOptions
+	var ro RenderOptions
 	var stats, rate bool
 	svcs := &cobra.Command{Use: "services", Short: "IPVS virtual services on the director, as ipvsadm -L -n shows them", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -98,9 +97,9 @@ func (c *cli) root() *cobra.Command {
 			case stats && rate:
 				return errors.New("--stats and --rate: choose one")
 			case stats:
-				ro.Format = services.FormatStats
+				ro.Format = FormatStats
 			case rate:
-				ro.Format = services.FormatRate
+				ro.Format = FormatRate
 			}
 			return c.services(cmd.Context(), ro)
 		}}
@@ -376,7 +375,7 @@ func (c *cli) counters(ctx context.Context) error {
 	return c.table("PKTS\tBYTES\tCHAIN\tHANDLE\tRULE", rows)
 }
 
-func (c *cli) services(ctx context.Context, ro services.RenderOptions) error {
+func (c *cli) services(ctx context.Context, ro RenderOptions) error {
 	cl, ctx, done, err := c.cluster(ctx, c.timeout)
 	if err != nil {
 		return err
@@ -389,7 +388,7 @@ func (c *cli) services(ctx context.Context, ro services.RenderOptions) error {
 	if c.output == "json" {
 		return c.json(r)
 	}
-	_, err = io.WriteString(c.out, services.Render(r.Services, ro))
+	_, err = io.WriteString(c.out, Render(r.Services, ro))
 	return err
 }
 

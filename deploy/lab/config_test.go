@@ -59,7 +59,7 @@ func TestGeneratedConfigsAreValid(t *testing.T) {
 				t.Errorf("%s syncd config: node %s, backend %s, snapshot peers %v", d.ID, sc.NodeID, sc.Backend, sc.SnapshotPeers)
 			}
 		}
-		es, err := services.Desired("services", l.serviceConfigs())
+		es, err := services.Desired("services", l.serviceSpecs())
 		if err != nil {
 			t.Fatal(err)
 		}

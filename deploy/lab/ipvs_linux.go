@@ -11,24 +11,25 @@ import (
 	"github.com/saru-lb/saru/saru/services"
 )
 
-// serviceConfigs are the lab's virtual services: HTTP and the stream
+// serviceSpecs are the lab's virtual services: HTTP and the stream
 // service on the VIP, round robin over every real server.
-func (l *Lab) serviceConfigs() []services.Config {
+func (l *Lab) serviceSpecs() []services.Spec {
 	fwd := "route"
 	if l.opts.Mode == ModeNAT {
 		fwd = "masq"
 	}
-	var out []services.Config
+	var out []services.Spec
 	for _, svc := range []struct {
 		name string
-		port int
+		port uint16
 	}{{"http", HTTPPort}, {"stream", StreamPort}} {
-		c := services.Config{Name: svc.name, Address: netip.AddrPortFrom(VIP, uint16(svc.port)).String(),
-			Protocol: "tcp", Scheduler: "rr", Forwarding: fwd}
+		sp := services.Spec{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.AddrPortFrom(VIP, svc.port)},
+			Options: services.Options{Name: svc.name, Scheduler: "rr", Forwarding: fwd}}
 		for _, s := range l.Servers {
-			c.RealServers = append(c.RealServers, services.RealServerConfig{Address: netip.AddrPortFrom(s.Addr, uint16(svc.port)).String()})
+			// The address alone: the real server listens on the service's port.
+			sp.RealServers = append(sp.RealServers, services.RealServerConfig{Address: s.Addr.String()})
 		}
-		out = append(out, c)
+		out = append(out, sp)
 	}
 	return out
 }
@@ -48,9 +49,11 @@ func ipvsClient(d *Director) (*ipvs.Client, error) {
 }
 
 // configureIPVS reconciles the director's IPVS table with the lab's
-// services (saru/services over saru/ipvs).
+// services, the way saru's director does (services.Reconciler over
+// saru/ipvs). It keeps no record, so the director's saru, configured with
+// no IPVS services, takes these for another tool's and leaves them alone.
 func (l *Lab) configureIPVS(ctx context.Context, d *Director) error {
-	desired, err := services.Desired("services", l.serviceConfigs())
+	desired, err := services.Desired("services", l.serviceSpecs())
 	if err != nil {
 		return fmt.Errorf("lab services: %w", err)
 	}
@@ -59,7 +62,7 @@ func (l *Lab) configureIPVS(ctx context.Context, d *Director) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := services.Reconcile(ctx, c, desired); err != nil {
+	if _, err := (&services.Reconciler{Kernel: c}).Reconcile(ctx, desired); err != nil {
 		return fmt.Errorf("%s: %w", d.ID, err)
 	}
 	return nil

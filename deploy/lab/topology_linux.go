@@ -466,11 +466,6 @@ func (l *Lab) Unplug(ctx context.Context, d *Director) error {
 	return setLinks(l.hub, d.hubIf, false)
 }
 
-// Plug brings a director's hub links back up.
-func (l *Lab) Plug(ctx context.Context, d *Director) error {
-	return setLinks(l.hub, d.hubIf, true)
-}
-
 // onClose registers a cleanup run by Close, last registered first.
 func (l *Lab) onClose(f func()) {
 	l.mu.Lock()

@@ -501,12 +501,11 @@ func (k *checker) local(r Raw, c *Config) {
 // ipvsEntries checks the IPVS side of service f (whose VIP, protocol and
 // port are valid) with package services and returns its IPVS services.
 func ipvsEntries(f string, s RawService, svc Service) ([]ipvs.Entry, error) {
-	sc := services.Config{Name: s.Name, Scheduler: s.Scheduler, SchedulerFlags: s.SchedulerFlags, OnePacket: s.OnePacket,
+	o := services.Options{Name: s.Name, Scheduler: s.Scheduler, SchedulerFlags: s.SchedulerFlags, OnePacket: s.OnePacket,
 		PersistenceTimeout: s.PersistenceTimeout, PersistenceNetmask: s.PersistenceNetmask, Forwarding: s.Forwarding,
 		RealServers: s.RealServers}
 	if s.FWMark != 0 {
-		sc.FWMark, sc.Family = s.FWMark, ipvs.FamilyOf(svc.VIP).String()
-		e, err := sc.Entry(f)
+		e, err := services.Spec{ID: ipvs.ServiceID{FWMark: s.FWMark, Family: ipvs.FamilyOf(svc.VIP)}, Options: o}.Entry(f)
 		if err != nil {
 			return nil, err
 		}
@@ -516,18 +515,12 @@ func ipvsEntries(f string, s RawService, svc Service) ([]ipvs.Entry, error) {
 		return nil, ferr(f+".port", 0, "an IPVS service on every port needs persistence_timeout, as in ipvsadm")
 	}
 	var out []ipvs.Entry
-	var errs []error
 	for _, p := range svc.Protocols {
-		sc.Protocol, sc.Address = p.String(), netip.AddrPortFrom(svc.VIP, svc.Port).String()
-		e, err := sc.Entry(f)
+		e, err := services.Spec{ID: ipvs.ServiceID{Protocol: p, Address: netip.AddrPortFrom(svc.VIP, svc.Port)}, Options: o}.Entry(f)
 		if err != nil {
-			errs = append(errs, err)
-			break // the second protocol would repeat the same errors
+			return nil, err // the second protocol would repeat the same errors
 		}
 		out = append(out, e)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }

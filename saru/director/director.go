@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,21 +47,98 @@ type Options struct {
 	Load func() (config.Config, error)
 }
 
-// RecordFile is the name of the IPVS record in the state directory.
-const RecordFile = "ipvs-services"
-
 // Run assembles the director and runs it until ctx is done, then drains
 // it, leaves the cluster and removes the filter. It returns an error when
 // the director cannot start; in particular when IPVS refuses the configured
 // services (the error names the service or destination) or the kernel has
 // no IPVS while services are configured for it.
 func Run(ctx context.Context, opts Options) error {
-	cfg := opts.Config
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
+	d, err := assemble(ctx, opts)
+	if err != nil {
+		return err
 	}
-	nopts := node.Options{Config: cfg, Logger: log, Version: opts.Version, FilterTable: "inet " + filter.DefaultTable}
+	defer d.close()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	d.run(ctx)
+	d.shutdown()
+	return nil
+}
+
+// director is the assembled daemon: its parts, and what undoes them.
+type director struct {
+	opts Options
+	cfg  config.Config // the running configuration; a reload replaces it
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	m    *metrics
+	ipvs *services.Reconciler // nil when the kernel has no IPVS
+	node *node.Node
+	// undo closes what assemble and start opened, last first.
+	undo []func()
+}
+
+// assemble reads the credentials, reconciles IPVS, installs the filter,
+// sets up the interface and dials syncd, and builds the node (not started).
+// On error it undoes what it did.
+func assemble(ctx context.Context, opts Options) (_ *director, err error) {
+	d := &director{opts: opts, cfg: opts.Config, log: opts.Logger, reg: prometheus.NewRegistry()}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	cfg := d.cfg
+	nopts := node.Options{Config: cfg, Logger: d.log, Version: opts.Version, FilterTable: "inet " + filter.DefaultTable, Registry: d.reg}
+	if err := readCredentials(cfg, &nopts); err != nil {
+		return nil, err
+	}
+	var record services.Record
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+			d.log.Warn("state_dir unusable: an operator's drain will not survive a restart, and IPVS services removed from the configuration while saru is down will stay", "state_dir", cfg.StateDir, "err", err)
+		} else {
+			nopts.DrainMarker = filepath.Join(cfg.StateDir, "drained")
+			record.Path = filepath.Join(cfg.StateDir, services.RecordFile)
+		}
+	}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.m = newMetrics(d.reg)
+
+	// IPVS first: a refusal stops the start before the filter, the
+	// interface or the cluster are touched.
+	if err := d.openIPVS(ctx, record); err != nil {
+		return nil, err
+	}
+	if d.ipvs != nil {
+		nopts.Services = services.Lister{Kernel: d.ipvs.Kernel}
+	}
+	if nopts.Filter, err = d.installFilter(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Interface != "" && !opts.NoInterface {
+		undo, err := setupInterface(ctx, cfg, d.log)
+		if err != nil {
+			return nil, err
+		}
+		d.onClose(undo)
+	}
+	if nopts.Sync, err = d.dialSyncd(); err != nil {
+		return nil, err
+	}
+	if d.node, err = node.New(nopts); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// readCredentials reads the token, gossip key and TLS files the
+// configuration names into the node's options.
+func readCredentials(cfg config.Config, nopts *node.Options) error {
 	if cfg.TokenFile != "" {
 		tok, err := readToken(cfg.TokenFile)
 		if err != nil {
@@ -82,156 +160,168 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		nopts.ServerCreds, nopts.ClientCreds = server, client
 	}
-
-	var record Record
-	if cfg.StateDir != "" {
-		if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-			log.Warn("state_dir unusable: an operator's drain will not survive a restart, and IPVS services removed from the configuration while saru is down will stay", "state_dir", cfg.StateDir, "err", err)
-		} else {
-			nopts.DrainMarker = filepath.Join(cfg.StateDir, "drained")
-			record.Path = filepath.Join(cfg.StateDir, RecordFile)
-		}
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	nopts.Registry = reg
-	m := newMetrics(reg)
-
-	// IPVS first: a refusal stops the start before the filter, the
-	// interface or the cluster are touched.
-	rec, closeIPVS, err := openIPVS(ctx, cfg, record, log, m)
-	if err != nil {
-		return err
-	}
-	defer closeIPVS()
-	if rec != nil {
-		nopts.Services = services.Lister{Kernel: rec.Kernel}
-	}
-
-	if opts.NoFilter {
-		nopts.Filter = &nullFilter{}
-		log.Warn("running without a filter: this director accepts every packet")
-	} else {
-		fl, err := openFilter(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := fl.f.Close(cctx); err != nil {
-				log.Error("remove filter table", "err", err)
-			}
-		}()
-		nopts.Filter = fl
-	}
-	if cfg.Interface != "" && !opts.NoInterface {
-		undo, err := setupInterface(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		defer undo()
-	}
-	if cfg.SyncdAddress != "" {
-		conn, err := grpc.NewClient(cfg.SyncdAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return fmt.Errorf("syncd.address %s: %w", cfg.SyncdAddress, err)
-		}
-		defer conn.Close()
-		nopts.Sync = node.NewSyncdClient(conn, cfg.MaxSyncLag)
-	} else {
-		log.Warn("no syncd configured: joins wait join_delay, drains wait drain.confirm_timeout", "join_delay", cfg.JoinDelay, "confirm_timeout", cfg.DrainConfirmTimeout)
-	}
-
-	n, err := node.New(nopts)
-	if err != nil {
-		return err
-	}
-	if err := n.Start(ctx); err != nil {
-		return err
-	}
-	if cfg.MetricsListen != "" {
-		srv := &http.Server{Addr: cfg.MetricsListen, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
-			}
-		}()
-		defer srv.Close()
-	}
-	Notify(log, "READY=1\nSTATUS=serving")
-
-	var resync <-chan time.Time
-	if rec != nil && cfg.IPVSResync > 0 {
-		tk := time.NewTicker(cfg.IPVSResync)
-		defer tk.Stop()
-		resync = tk.C
-	}
-	for running := true; running; {
-		select {
-		case <-ctx.Done():
-			running = false
-		case <-resync:
-			// Repair what changed behind saru's back (ipvsadm by hand, a
-			// restarted module); the configuration is the truth.
-			if err := reconcileIPVS(ctx, rec, cfg.IPVS(), m, true); err != nil {
-				log.Error("IPVS resync failed; retrying at the next interval", "err", err)
-			}
-		case <-opts.Reload:
-			if opts.Load == nil {
-				log.Warn("reload requested but no way to read the configuration")
-				continue
-			}
-			Notify(log, "RELOADING=1")
-			if next, err := reload(ctx, cfg, opts.Load, rec, log, m); err != nil {
-				log.Error("reload refused; running configuration kept", "err", err)
-			} else {
-				cfg = next
-			}
-			Notify(log, "READY=1\nSTATUS=serving")
-		}
-	}
-	Notify(log, "STOPPING=1\nSTATUS=draining")
-	log.Info("stopping: draining before leaving")
-	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
-	if e, err := n.DrainSelf(dctx); err != nil {
-		log.Warn("drain before exit incomplete; leaving anyway", "err", err)
-	} else {
-		log.Info("drained", "epoch", e)
-	}
-	cancel()
-	if err := n.Leave(2 * time.Second); err != nil {
-		log.Warn("leave", "err", err)
-	}
-	n.Stop()
-	log.Info("stopped; IPVS services left in place for the next start")
 	return nil
 }
 
+// onClose registers f to run at close, before what was registered earlier.
+func (d *director) onClose(f func()) { d.undo = append(d.undo, f) }
+
+// close undoes the assembly, last part first. The IPVS table stays as it
+// is: closing only releases the netlink socket.
+func (d *director) close() {
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		d.undo[i]()
+	}
+	d.undo = nil
+}
+
 // openIPVS dials IPVS and reconciles it with the configured services. With
-// no IPVS in the kernel it carries on only when no service has an IPVS side.
-// The Reconciler is nil when IPVS is unavailable.
-func openIPVS(ctx context.Context, cfg config.Config, record Record, log *slog.Logger, m *metrics) (*Reconciler, func(), error) {
-	desired := cfg.IPVS()
+// no IPVS in the kernel it carries on (d.ipvs stays nil) only when no
+// service has an IPVS side.
+func (d *director) openIPVS(ctx context.Context, record services.Record) error {
+	desired := d.cfg.IPVS()
 	c, err := ipvs.Dial(ipvs.Config{})
 	if err != nil {
 		if len(desired) > 0 {
-			return nil, nil, fmt.Errorf("%d IPVS services configured, but this kernel's IPVS is unavailable (modprobe ip_vs?): %w", len(desired), err)
+			return fmt.Errorf("%d IPVS services configured, but this kernel's IPVS is unavailable (modprobe ip_vs?): %w", len(desired), err)
 		}
-		log.Warn("IPVS not available; no IPVS services configured, so carrying on (ListServices disabled)", "err", err)
-		return nil, func() {}, nil
+		d.log.Warn("IPVS not available; no IPVS services configured, so carrying on (ListServices disabled)", "err", err)
+		return nil
 	}
-	rec := &Reconciler{Kernel: c, Record: record, Log: log.With("component", "ipvs")}
-	if err := reconcileIPVS(ctx, rec, desired, m, false); err != nil {
-		c.Close()
-		return nil, nil, err
+	d.onClose(func() { c.Close() })
+	rec := &services.Reconciler{Kernel: c, Record: record, Log: d.log.With("component", "ipvs")}
+	if err := reconcileIPVS(ctx, rec, desired, d.m, false); err != nil {
+		return err
 	}
-	return rec, func() { c.Close() }, nil
+	d.ipvs = rec
+	return nil
+}
+
+// installFilter installs the nftables filter, or none with Options.NoFilter.
+func (d *director) installFilter(ctx context.Context) (node.Filter, error) {
+	if d.opts.NoFilter {
+		d.log.Warn("running without a filter: this director accepts every packet")
+		return nullFilter{}, nil
+	}
+	fl, err := openFilter(ctx, d.cfg, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.onClose(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := fl.f.Close(cctx); err != nil {
+			d.log.Error("remove filter table", "err", err)
+		}
+	})
+	return fl, nil
+}
+
+// dialSyncd connects to the local syncd, when one is configured.
+func (d *director) dialSyncd() (node.Sync, error) {
+	if d.cfg.SyncdAddress == "" {
+		d.log.Warn("no syncd configured: joins wait join_delay, drains wait drain.confirm_timeout", "join_delay", d.cfg.JoinDelay, "confirm_timeout", d.cfg.DrainConfirmTimeout)
+		return nil, nil
+	}
+	conn, err := grpc.NewClient(d.cfg.SyncdAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("syncd.address %s: %w", d.cfg.SyncdAddress, err)
+	}
+	d.onClose(func() { conn.Close() })
+	return node.NewSyncdClient(conn, d.cfg.MaxSyncLag), nil
+}
+
+// start starts the node and the metrics server and tells systemd the
+// director is ready.
+func (d *director) start(ctx context.Context) error {
+	if err := d.node.Start(ctx); err != nil {
+		return err
+	}
+	if d.cfg.MetricsListen != "" {
+		srv := &http.Server{Addr: d.cfg.MetricsListen, Handler: promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("metrics server", "err", err)
+			}
+		}()
+		d.onClose(func() { srv.Close() })
+	}
+	notify(d.log, daemon.SdNotifyReady+"\nSTATUS=serving")
+	return nil
+}
+
+// run serves until ctx is done: it repairs IPVS every resync interval,
+// reloads on request and pings systemd's watchdog.
+func (d *director) run(ctx context.Context) {
+	var resync <-chan time.Time
+	if d.ipvs != nil && d.cfg.IPVSResync > 0 {
+		tk := time.NewTicker(d.cfg.IPVSResync)
+		defer tk.Stop()
+		resync = tk.C
+	}
+	// The pings come from this loop, so a director stuck in a resync or a
+	// reload stops pinging and systemd restarts it.
+	var watchdog <-chan time.Time
+	if every := watchdogInterval(d.log); every > 0 {
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		watchdog = tk.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-resync:
+			// Repair what changed behind saru's back (ipvsadm by hand, a
+			// restarted module); the configuration is the truth.
+			if err := reconcileIPVS(ctx, d.ipvs, d.cfg.IPVS(), d.m, true); err != nil {
+				d.log.Error("IPVS resync failed; retrying at the next interval", "err", err)
+			}
+		case <-d.opts.Reload:
+			d.reload(ctx)
+		case <-watchdog:
+			notify(d.log, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+// reload reads the configuration again and applies it, or keeps the
+// running one and logs why.
+func (d *director) reload(ctx context.Context) {
+	if d.opts.Load == nil {
+		d.log.Warn("reload requested but no way to read the configuration")
+		return
+	}
+	notify(d.log, daemon.SdNotifyReloading)
+	if next, err := reloadConfig(ctx, d.cfg, d.opts.Load, d.ipvs, d.log, d.m); err != nil {
+		d.log.Error("reload refused; running configuration kept", "err", err)
+	} else {
+		d.cfg = next
+	}
+	notify(d.log, daemon.SdNotifyReady+"\nSTATUS=serving")
+}
+
+// shutdown drains the director, leaves the cluster and stops the node.
+// The IPVS table stays for the next start.
+func (d *director) shutdown() {
+	notify(d.log, daemon.SdNotifyStopping+"\nSTATUS=draining")
+	d.log.Info("stopping: draining before leaving")
+	dctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
+	if e, err := d.node.DrainSelf(dctx); err != nil {
+		d.log.Warn("drain before exit incomplete; leaving anyway", "err", err)
+	} else {
+		d.log.Info("drained", "epoch", e)
+	}
+	cancel()
+	if err := d.node.Leave(2 * time.Second); err != nil {
+		d.log.Warn("leave", "err", err)
+	}
+	d.node.Stop()
+	d.log.Info("stopped; IPVS services left in place for the next start")
 }
 
 // reconcileIPVS reconciles and logs. periodic runs log only changes.
-func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m *metrics, periodic bool) error {
+func reconcileIPVS(ctx context.Context, rec *services.Reconciler, desired []ipvs.Entry, m *metrics, periodic bool) error {
 	start := time.Now()
 	res, err := rec.Reconcile(ctx, desired)
 	m.reconcileSeconds.Observe(time.Since(start).Seconds())
@@ -257,8 +347,8 @@ func reconcileIPVS(ctx context.Context, rec *Reconciler, desired []ipvs.Entry, m
 	return nil
 }
 
-// reload reads the configuration again and applies its IPVS side.
-func reload(ctx context.Context, cur config.Config, load func() (config.Config, error), rec *Reconciler, log *slog.Logger, m *metrics) (config.Config, error) {
+// reloadConfig reads the configuration again and applies its IPVS side.
+func reloadConfig(ctx context.Context, cur config.Config, load func() (config.Config, error), rec *services.Reconciler, log *slog.Logger, m *metrics) (config.Config, error) {
 	next, err := load()
 	if err != nil {
 		return cur, err

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/saru-lb/saru/filter"
@@ -23,25 +23,23 @@ import (
 	"github.com/saru-lb/saru/saru/config"
 )
 
-// Notify sends a systemd readiness notification when run under systemd
-// (Type=notify): a datagram to $NOTIFY_SOCKET. Without it, it does nothing.
-func Notify(log *slog.Logger, state string) {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return
+// notify tells systemd the director's state when it runs under it
+// (Type=notify, $NOTIFY_SOCKET); elsewhere it does nothing.
+func notify(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "state", state, "err", err)
 	}
-	if strings.HasPrefix(path, "@") {
-		path = "\x00" + path[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+}
+
+// watchdogInterval is how often to ping systemd's watchdog: half its
+// timeout (WatchdogSec= in the unit), or 0 when the unit enables none.
+func watchdogInterval(log *slog.Logger) time.Duration {
+	timeout, err := daemon.SdWatchdogEnabled(false)
 	if err != nil {
-		log.Warn("sd_notify", "err", err)
-		return
+		log.Warn("systemd watchdog settings unreadable; not pinging it", "err", err)
+		return 0
 	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte(state)); err != nil {
-		log.Warn("sd_notify", "err", err)
-	}
+	return timeout / 2
 }
 
 // readToken reads the bearer token for drain and undrain.

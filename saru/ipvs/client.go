@@ -441,11 +441,3 @@ func (c *Client) Flush(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Zero zeroes every service's counters (ipvsadm -Z).
-func (c *Client) Zero(ctx context.Context) error {
-	if _, err := c.execute(ctx, cmdZero, doFlags, nil); err != nil {
-		return fmt.Errorf("ipvs: zero counters: %w", err)
-	}
-	return nil
-}

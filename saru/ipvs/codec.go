@@ -30,7 +30,6 @@ const (
 	cmdSetConfig  = 12
 	cmdGetConfig  = 13
 	cmdGetInfo    = 15
-	cmdZero       = 16
 	cmdFlush      = 17
 
 	cmdAttrService       = 1

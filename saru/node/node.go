@@ -669,10 +669,6 @@ func (n *Node) markDrained(drained bool) error {
 // call is recorded in the drain marker.)
 func (n *Node) DrainSelf(ctx context.Context) (uint64, error) { return n.drainSelf(ctx, false) }
 
-// UndrainSelf returns this director to service and waits until it is
-// active in an applied epoch.
-func (n *Node) UndrainSelf(ctx context.Context) (uint64, error) { return n.undrainSelf(ctx, false) }
-
 func (n *Node) drainSelf(ctx context.Context, record bool) (uint64, error) {
 	if err := n.call(ctx, func(c *coord.Core) error { return c.Drain() }); err != nil {
 		return 0, err

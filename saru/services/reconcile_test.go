@@ -211,6 +211,16 @@ func naiveChanges(desired, current []ipvs.Entry) int {
 	return n
 }
 
+// ownerOf is a reconciler that created every service of current, as its
+// record would say.
+func ownerOf(current []ipvs.Entry, k Kernel) *Reconciler {
+	r := &Reconciler{Kernel: k, loaded: true}
+	for _, e := range current {
+		r.owned = append(r.owned, e.Service.ServiceID)
+	}
+	return r
+}
+
 func TestReconcileProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		desired, current := genTable(t, "desired"), genTable(t, "current")
@@ -245,18 +255,23 @@ func TestReconcileProperties(t *testing.T) {
 		if again := Diff(desired, result); len(again) != 0 {
 			t.Fatalf("applied plan leaves differences: %v", again)
 		}
-		// Through the applier, against a stateful kernel.
+		// Through the applier, against a stateful kernel, by a reconciler
+		// that created everything in it (so nothing is foreign).
 		k := newFakeKernel(current)
-		applied, err := Reconcile(context.Background(), k, desired)
+		r := ownerOf(current, k)
+		applied, err := r.Reconcile(context.Background(), desired)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(applied) != len(ops) {
-			t.Fatalf("Reconcile ran %d operations, Diff planned %d", len(applied), len(ops))
+		if len(applied.Ops) != len(ops) || len(applied.Foreign) != 0 {
+			t.Fatalf("Reconcile ran %d operations, Diff planned %d; foreign %v", len(applied.Ops), len(ops), applied.Foreign)
 		}
-		again, err := Reconcile(context.Background(), k, desired)
-		if err != nil || len(again) != 0 {
-			t.Fatalf("second reconciliation ran %v, %v; want nothing (idempotent)", again, err)
+		if got, _ := k.List(context.Background()); len(Diff(desired, got)) != 0 {
+			t.Fatalf("kernel differs from desired after reconciling: %v", Diff(desired, got))
+		}
+		again, err := r.Reconcile(context.Background(), desired)
+		if err != nil || len(again.Ops) != 0 {
+			t.Fatalf("second reconciliation ran %v, %v; want nothing (idempotent)", again.Ops, err)
 		}
 		if len(Diff(desired, desired)) != 0 {
 			t.Fatal("a table differs from itself")
@@ -334,7 +349,7 @@ func TestApplyValidatesBeforeTouchingTheKernel(t *testing.T) {
 }
 
 func TestApplyNamesTheRefusedObject(t *testing.T) {
-	desired, err := Desired("services", []Config{{Address: "10.0.0.1:80", RealServers: []RealServerConfig{{Address: "10.0.1.1"}, {Address: "10.0.1.2"}}}})
+	desired, err := Desired("services", []Spec{{ID: tcp("10.0.0.1:80"), Options: Options{RealServers: []RealServerConfig{{Address: "10.0.1.1"}, {Address: "10.0.1.2"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,14 +360,15 @@ func TestApplyNamesTheRefusedObject(t *testing.T) {
 		}
 		return nil
 	}
-	_, err = Reconcile(context.Background(), k, desired)
+	r := &Reconciler{Kernel: k}
+	_, err = r.Reconcile(context.Background(), desired)
 	if err == nil || !strings.Contains(err.Error(), "operation 3 of 3 (create destination 10.0.1.2:80 of service tcp 10.0.0.1:80)") {
 		t.Errorf("error %v does not name the refused destination", err)
 	}
 	// The next reconciliation finishes the job.
 	k.refuse = nil
-	ops, err := Reconcile(context.Background(), k, desired)
-	if err != nil || len(ops) != 1 || ops[0].Kind != CreateDestination {
-		t.Errorf("follow-up reconciliation: %v, %v", ops, err)
+	res, err := r.Reconcile(context.Background(), desired)
+	if err != nil || len(res.Ops) != 1 || res.Ops[0].Kind != CreateDestination {
+		t.Errorf("follow-up reconciliation: %v, %v", res.Ops, err)
 	}
 }

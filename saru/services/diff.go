@@ -1,7 +1,6 @@
 package services
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -244,59 +243,27 @@ func Check(current []ipvs.Entry, ops []Op) ([]ipvs.Entry, error) {
 	return out, nil
 }
 
-// Kernel is what the applier needs from IPVS; *ipvs.Client implements it.
-type Kernel interface {
-	List(ctx context.Context) ([]ipvs.Entry, error)
-	NewService(ctx context.Context, s ipvs.Service) error
-	UpdateService(ctx context.Context, s ipvs.Service) error
-	DeleteService(ctx context.Context, id ipvs.ServiceID) error
-	NewDestination(ctx context.Context, id ipvs.ServiceID, d ipvs.Destination) error
-	UpdateDestination(ctx context.Context, id ipvs.ServiceID, d ipvs.Destination) error
-	DeleteDestination(ctx context.Context, id ipvs.ServiceID, d ipvs.Destination) error
-}
-
-// Apply checks ops against current (see [Check]) and, only if the whole plan
-// is sound, runs them in order. It stops at the first kernel refusal; the
-// error names the operation, and so the service or destination.
-func Apply(ctx context.Context, k Kernel, current []ipvs.Entry, ops []Op) error {
-	if _, err := Check(current, ops); err != nil {
-		return fmt.Errorf("plan refused, nothing applied: %w", err)
+// Plan decides what one reconciliation does. The services saru manages are
+// those the configuration describes (desired) and those saru created before
+// (owned, from its record); every other service in the kernel's table
+// (current) is foreign: another tool's, left exactly as it is, and returned
+// so that it can be reported. A foreign service that the configuration now
+// describes is managed from then on (the configuration wins, as in
+// ldirectord). managed is the part of current the operations start from.
+func Plan(desired, current []ipvs.Entry, owned []ipvs.ServiceID) (ops []Op, managed []ipvs.Entry, foreign []ipvs.ServiceID) {
+	mine := map[ipvs.ServiceID]bool{}
+	for _, e := range desired {
+		mine[e.Service.Key()] = true
 	}
-	for i, o := range ops {
-		var err error
-		id := o.Service.ServiceID
-		switch o.Kind {
-		case CreateService:
-			err = k.NewService(ctx, o.Service)
-		case UpdateService:
-			err = k.UpdateService(ctx, o.Service)
-		case DeleteService:
-			err = k.DeleteService(ctx, id)
-		case CreateDestination:
-			err = k.NewDestination(ctx, id, o.Destination)
-		case UpdateDestination:
-			err = k.UpdateDestination(ctx, id, o.Destination)
-		case DeleteDestination:
-			err = k.DeleteDestination(ctx, id, o.Destination)
-		}
-		if err != nil {
-			return fmt.Errorf("operation %d of %d (%s): %w", i+1, len(ops), o, err)
+	for _, id := range owned {
+		mine[id.Key()] = true
+	}
+	for _, e := range current {
+		if mine[e.Service.Key()] {
+			managed = append(managed, e)
+		} else {
+			foreign = append(foreign, e.Service.ServiceID)
 		}
 	}
-	return nil
-}
-
-// Reconcile reads the kernel's table, and creates, updates and deletes until
-// it matches desired. It returns the operations it ran; run again, it runs
-// none.
-func Reconcile(ctx context.Context, k Kernel, desired []ipvs.Entry) ([]Op, error) {
-	current, err := k.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
-	}
-	ops := Diff(desired, current)
-	if err := Apply(ctx, k, current, ops); err != nil {
-		return nil, fmt.Errorf("reconcile: %w", err)
-	}
-	return ops, nil
+	return Diff(desired, managed), managed, foreign
 }

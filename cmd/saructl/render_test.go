@@ -1,4 +1,4 @@
-package services
+package main
 
 import (
 	"net/netip"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/saru-lb/saru/saru/ipvs"
+	"github.com/saru-lb/saru/saru/services"
 )
 
 // goldenTable is the table ipvsadm printed below was built from (ipvsadm
@@ -65,7 +66,7 @@ func TestRenderMatchesIpvsadm(t *testing.T) {
 	// The kernel lists in hash order; Render sorts as ipvsadm does.
 	tab[0], tab[2], tab[4] = tab[4], tab[0], tab[2]
 	tab[2].Destinations[0], tab[2].Destinations[1] = tab[2].Destinations[1], tab[2].Destinations[0]
-	pb := ToProto(tab)
+	pb := services.ToProto(tab)
 	if got := Render(pb, RenderOptions{Version: "1.2.1", ConnTabSize: 4096}); got != goldenPlain {
 		t.Errorf("plain:\n%s\nwant:\n%s", got, goldenPlain)
 	}
@@ -80,7 +81,7 @@ func TestRenderMatchesIpvsadm(t *testing.T) {
 func TestRenderCounters(t *testing.T) {
 	es := goldenTable()[:1]
 	es[0].Service.Stats = ipvs.Stats{Connections: 99_999_999, PacketsIn: 100_000_000, PacketsOut: 5_000_000_000, BytesIn: 123_456_789_012_345, BytesOut: 1 << 62, CPS: 7}
-	pb := ToProto(es)
+	pb := services.ToProto(es)
 	got := strings.SplitN(Render(pb, RenderOptions{Format: FormatStats}), "\n", 4)[2]
 	want := "TCP  10.0.0.1:80                  99999999  100000K    5000M     123T 4611686T"
 	if got != want {
@@ -94,34 +95,5 @@ func TestRenderCounters(t *testing.T) {
 	got = strings.SplitN(Render(pb, RenderOptions{Format: FormatRate}), "\n", 4)[2]
 	if !strings.HasSuffix(got, "        7        0        0        0        0") {
 		t.Errorf("rate line %q", got)
-	}
-}
-
-func TestToProto(t *testing.T) {
-	pb := ToProto(goldenTable())
-	web := pb[0]
-	if web.GetProtocol() != "tcp" || web.GetAddress() != "10.0.0.1" || web.GetPort() != 80 || web.GetAddressFamily() != "inet" ||
-		web.GetPersistenceNetmask() != "255.255.255.0" || web.GetPersistenceTimeoutSeconds() != 300 {
-		t.Errorf("web %v", web)
-	}
-	if rs := web.GetRealServers()[0]; rs.GetForwarding() != "masq" || rs.GetWeight() != 3 || rs.GetPort() != 8080 {
-		t.Errorf("real server %v", rs)
-	}
-	if m := pb[4]; m.GetFwmark() != 8 || m.GetAddress() != "" || m.GetProtocol() != "" || m.GetAddressFamily() != "inet6" || m.GetPersistenceNetmask() != "64" {
-		t.Errorf("fwmark %v", m)
-	}
-	if f := pb[2].GetFlags(); strings.Join(f, ",") != "hashed,one-packet,mh-fallback,mh-port" {
-		t.Errorf("flags %v", f)
-	}
-}
-
-func TestLister(t *testing.T) {
-	k := newFakeKernel(goldenTable())
-	got, err := Lister{Kernel: k}.ListServices(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 5 || Render(got, RenderOptions{}) != strings.SplitN(goldenPlain, "\n", 2)[1] {
-		t.Errorf("listed %d services:\n%s", len(got), Render(got, RenderOptions{}))
 	}
 }

@@ -1,13 +1,11 @@
-package director
+package services
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,33 +14,10 @@ import (
 	"strings"
 
 	"github.com/saru-lb/saru/saru/ipvs"
-	"github.com/saru-lb/saru/saru/services"
 )
 
-// Plan decides what one reconciliation does. The services saru manages are
-// those the configuration describes (desired) and those saru created before
-// (owned, from its record); every other service in the kernel's table
-// (current) is foreign: another tool's, left exactly as it is, and returned
-// so that it can be reported. A foreign service that the configuration now
-// describes is managed from then on (the configuration wins, as in
-// ldirectord). managed is the part of current the operations start from.
-func Plan(desired, current []ipvs.Entry, owned []ipvs.ServiceID) (ops []services.Op, managed []ipvs.Entry, foreign []ipvs.ServiceID) {
-	mine := map[ipvs.ServiceID]bool{}
-	for _, e := range desired {
-		mine[e.Service.Key()] = true
-	}
-	for _, id := range owned {
-		mine[id.Key()] = true
-	}
-	for _, e := range current {
-		if mine[e.Service.Key()] {
-			managed = append(managed, e)
-		} else {
-			foreign = append(foreign, e.Service.ServiceID)
-		}
-	}
-	return services.Diff(desired, managed), managed, foreign
-}
+// RecordFile is the record's usual name in a director's state directory.
+const RecordFile = "ipvs-services"
 
 // Record is the list of IPVS services a director created, kept in its
 // state directory so that a service removed from the configuration while
@@ -160,63 +135,4 @@ func parseServiceID(s string) (ipvs.ServiceID, error) {
 		return ipvs.ServiceID{Protocol: p, Address: ap}.Key(), nil
 	}
 	return ipvs.ServiceID{}, fmt.Errorf("%q: want \"PROTO ADDR:PORT\" or \"fwmark MARK FAMILY\"", s)
-}
-
-// Reconciler keeps the kernel's IPVS table equal to the configured services
-// on the services saru manages (see [Plan]).
-type Reconciler struct {
-	Kernel services.Kernel
-	Record Record
-	Log    *slog.Logger
-
-	owned  []ipvs.ServiceID
-	loaded bool
-}
-
-// Result is what one reconciliation did.
-type Result struct {
-	// Ops ran, in order (none when the reconciliation failed: see the
-	// error for how far it got).
-	Ops []services.Op
-	// Foreign services were found and left alone.
-	Foreign []ipvs.ServiceID
-}
-
-// Reconcile creates, updates and deletes until the managed part of the
-// kernel's table equals desired. The plan is checked as a whole before the
-// first change (services.Apply); a kernel refusal stops it and names the
-// service or destination. Run again, it does nothing.
-func (r *Reconciler) Reconcile(ctx context.Context, desired []ipvs.Entry) (Result, error) {
-	if !r.loaded {
-		owned, err := r.Record.Load()
-		if err != nil {
-			r.Log.Warn("IPVS record unreadable: services removed from the configuration while saru was down stay in IPVS", "record", r.Record.Path, "err", err)
-		}
-		r.owned, r.loaded = owned, true
-	}
-	current, err := r.Kernel.List(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("IPVS: list: %w", err)
-	}
-	ops, managed, foreign := Plan(desired, current, r.owned)
-	want := make([]ipvs.ServiceID, 0, len(desired))
-	for _, e := range desired {
-		want = append(want, e.Service.Key())
-	}
-	if len(ops) > 0 {
-		// Record first what may exist after this run, so that a crash in
-		// the middle forgets nothing saru created.
-		if err := r.Record.Save(append(slices.Clone(r.owned), want...)); err != nil {
-			r.Log.Warn("IPVS record not saved: services removed from the configuration may stay in IPVS after a restart", "err", err)
-		}
-	}
-	if err := services.Apply(ctx, r.Kernel, managed, ops); err != nil {
-		r.owned = append(r.owned, want...)
-		return Result{Foreign: foreign}, fmt.Errorf("IPVS: %w", err)
-	}
-	r.owned = want
-	if err := r.Record.Save(want); err != nil {
-		r.Log.Warn("IPVS record not saved: services removed from the configuration may stay in IPVS after a restart", "err", err)
-	}
-	return Result{Ops: ops, Foreign: foreign}, nil
 }

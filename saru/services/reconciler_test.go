@@ -1,18 +1,16 @@
-package director
+package services_test
 
 import (
 	"context"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/ipvs"
@@ -195,7 +193,7 @@ func TestReconcilerOwnsOnlyItsServices(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	k := newKernel(foreignSvc)
-	rec := &Reconciler{Kernel: k, Record: Record{Path: filepath.Join(dir, RecordFile)}, Log: quiet}
+	rec := &services.Reconciler{Kernel: k, Record: services.Record{Path: filepath.Join(dir, services.RecordFile)}, Log: quiet}
 
 	desired := table(t, v1)
 	res, err := rec.Reconcile(ctx, desired)
@@ -221,7 +219,7 @@ func TestReconcilerOwnsOnlyItsServices(t *testing.T) {
 
 	// Idempotent, also for a new process reading the record.
 	before := k.changes
-	rec2 := &Reconciler{Kernel: k, Record: rec.Record, Log: quiet}
+	rec2 := &services.Reconciler{Kernel: k, Record: rec.Record, Log: quiet}
 	if res, err := rec2.Reconcile(ctx, desired); err != nil || len(res.Ops) != 0 || k.changes != before {
 		t.Fatalf("second run: %v, %v", res.Ops, err)
 	}
@@ -236,7 +234,7 @@ func TestReconcilerOwnsOnlyItsServices(t *testing.T) {
     real_servers:
       - {address: 10.0.1.1:8080, weight: 0}
 `)
-	rec3 := &Reconciler{Kernel: k, Record: rec.Record, Log: quiet}
+	rec3 := &services.Reconciler{Kernel: k, Record: rec.Record, Log: quiet}
 	res, err = rec3.Reconcile(ctx, desired2)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +261,7 @@ func TestReconcilerAdoptsConfiguredService(t *testing.T) {
 	// A service the configuration names is saru's, whoever created it.
 	desired := table(t, "  - {vip: 198.51.100.1, port: 25, scheduler: wlc, real_servers: [{address: 10.9.9.8}]}\n")
 	k := newKernel(foreignSvc)
-	rec := &Reconciler{Kernel: k, Log: quiet}
+	rec := &services.Reconciler{Kernel: k, Log: quiet}
 	res, err := rec.Reconcile(context.Background(), desired)
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +282,7 @@ func TestReconcilerRefusal(t *testing.T) {
 		}
 		return nil
 	}
-	rec := &Reconciler{Kernel: k, Record: Record{Path: filepath.Join(dir, RecordFile)}, Log: quiet}
+	rec := &services.Reconciler{Kernel: k, Record: services.Record{Path: filepath.Join(dir, services.RecordFile)}, Log: quiet}
 	_, err := rec.Reconcile(ctx, table(t, v1))
 	if err == nil || !strings.Contains(err.Error(), "create destination 10.0.1.2:8080 of service tcp 192.0.2.10:80") || !strings.Contains(err.Error(), "invalid argument") {
 		t.Fatalf("refusal: %v", err)
@@ -292,7 +290,7 @@ func TestReconcilerRefusal(t *testing.T) {
 	// What was created before the refusal is recorded as saru's, so a
 	// configuration without it removes it.
 	k.refuse = nil
-	rec2 := &Reconciler{Kernel: k, Record: rec.Record, Log: quiet}
+	rec2 := &services.Reconciler{Kernel: k, Record: rec.Record, Log: quiet}
 	if _, err := rec2.Reconcile(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -303,10 +301,10 @@ func TestReconcilerRefusal(t *testing.T) {
 
 func TestReconcilerUnreadableRecord(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, RecordFile)
+	path := filepath.Join(dir, services.RecordFile)
 	os.WriteFile(path, []byte("tcp nowhere\n"), 0o600)
 	k := newKernel(foreignSvc)
-	rec := &Reconciler{Kernel: k, Record: Record{Path: path}, Log: quiet}
+	rec := &services.Reconciler{Kernel: k, Record: services.Record{Path: path}, Log: quiet}
 	res, err := rec.Reconcile(context.Background(), table(t, v1))
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +321,7 @@ func TestPlanLeavesForeignAlone(t *testing.T) {
 	desired := table(t, v1)
 	owned := []ipvs.ServiceID{{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("192.0.2.99:53")}}
 	stale := ipvs.Entry{Service: ipvs.Service{ServiceID: owned[0], Scheduler: "wlc"}}
-	ops, managed, foreign := Plan(desired, []ipvs.Entry{foreignSvc, stale}, owned)
+	ops, managed, foreign := services.Plan(desired, []ipvs.Entry{foreignSvc, stale}, owned)
 	if len(managed) != 1 || managed[0].Service.ServiceID != stale.Service.ServiceID {
 		t.Errorf("managed %v", ids(managed))
 	}
@@ -348,7 +346,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{FWMark: 3, Family: ipvs.FamilyIPv4},
 		{Protocol: ipvs.ProtocolSCTP, Address: netip.MustParseAddrPort("192.0.2.10:0")},
 	}
-	r := Record{Path: filepath.Join(t.TempDir(), RecordFile)}
+	r := services.Record{Path: filepath.Join(t.TempDir(), services.RecordFile)}
 	if got, err := r.Load(); err != nil || got != nil {
 		t.Fatalf("missing record: %v %v", got, err)
 	}
@@ -368,50 +366,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Fatalf("round trip:\n%v\nwant\n%v", got, want)
 	}
 	for _, bad := range []string{"tcp", "tcp 10.0.0.1", "icmp 10.0.0.1:1", "fwmark 0 inet", "fwmark 7 ipx", "fwmark x inet", "a b c d"} {
-		if _, err := ParseRecord([]byte("# ok\n\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 3") {
+		if _, err := services.ParseRecord([]byte("# ok\n\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 3") {
 			t.Errorf("%q: %v", bad, err)
 		}
-	}
-}
-
-func TestRestartFields(t *testing.T) {
-	load := func(services string, extra string) config.Config {
-		r, err := config.Parse([]byte("node: {id: d1}\nhash_seed: '1'\n" + extra + "services:\n" + services))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := config.For(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	a := load(v1, "")
-	ipvsOnly := load(strings.Replace(strings.Replace(v1, "weight: 3", "weight: 5", 1), "name: web", "name: www", 1), "")
-	if got := RestartFields(a, ipvsOnly); len(got) != 0 {
-		t.Errorf("IPVS-only change needs a restart? %v", got)
-	}
-	if got := RestartFields(a, load(v1+"  - {vip: 192.0.2.40, port: 80}\n", "")); !slices.Equal(got, []string{"Services"}) {
-		t.Errorf("new filter service: %v", got)
-	}
-	if got := RestartFields(a, load(v1, "buckets: 64\ntick: 50ms\n")); !slices.Equal(got, []string{"Buckets", "Tick"}) {
-		t.Errorf("buckets and tick: %v", got)
-	}
-}
-
-func TestNotifySocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", path)
-	Notify(quiet, "READY=1\nSTATUS=serving")
-	buf := make([]byte, 256)
-	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-	n, err := conn.Read(buf)
-	if err != nil || string(buf[:n]) != "READY=1\nSTATUS=serving" {
-		t.Fatalf("notify: %q %v", buf[:n], err)
 	}
 }

@@ -1,4 +1,4 @@
-package director
+package services
 
 import (
 	"fmt"
@@ -9,12 +9,11 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/saru-lb/saru/saru/ipvs"
-	"github.com/saru-lb/saru/saru/services"
 )
 
-// genTable draws an IPVS table from a small universe of services and real
+// genOverlappingTable draws an IPVS table from a small universe of services and real
 // servers, so that desired, current and owned tables overlap often.
-func genTable(t *rapid.T, label string) []ipvs.Entry {
+func genOverlappingTable(t *rapid.T, label string) []ipvs.Entry {
 	n := rapid.IntRange(0, 5).Draw(t, label+"-n")
 	seen := map[ipvs.ServiceID]bool{}
 	var out []ipvs.Entry
@@ -54,9 +53,9 @@ func genTable(t *rapid.T, label string) []ipvs.Entry {
 // exactly the desired services plus the foreign ones.
 func TestPlanProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		desired, current := genTable(t, "desired"), genTable(t, "current")
+		desired, current := genOverlappingTable(t, "desired"), genOverlappingTable(t, "current")
 		var owned []ipvs.ServiceID
-		for _, e := range genTable(t, "owned") {
+		for _, e := range genOverlappingTable(t, "owned") {
 			owned = append(owned, e.Service.ServiceID)
 		}
 		ops, managed, foreign := Plan(desired, current, owned)
@@ -80,7 +79,7 @@ func TestPlanProperties(t *testing.T) {
 				t.Fatalf("operation %s touches a foreign service", o)
 			}
 		}
-		after, err := services.Check(current, ops)
+		after, err := Check(current, ops)
 		if err != nil {
 			t.Fatalf("plan does not apply to the whole table: %v", err)
 		}
@@ -91,7 +90,7 @@ func TestPlanProperties(t *testing.T) {
 				want = append(want, e)
 			}
 		}
-		if rest := services.Diff(want, after); len(rest) != 0 {
+		if rest := Diff(want, after); len(rest) != 0 {
 			t.Fatalf("after the plan, the table differs from desired + foreign: %v", rest)
 		}
 		if again, _, _ := Plan(desired, after, owned); len(again) != 0 {

@@ -1,7 +1,6 @@
 package services
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,17 +8,25 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/saru-lb/saru/saru/ipvs"
 )
 
-// Config is one virtual service as an operator writes it, in YAML:
+// Spec is one virtual service to hold in IPVS: its identity, typed (a VIP,
+// port and protocol, or a firewall mark and family), and its IPVS options.
+// saru/config builds one from each configured service (two for protocol
+// "both").
+type Spec struct {
+	ID ipvs.ServiceID
+	Options
+}
+
+// Options are a virtual service's IPVS options as an operator writes them
+// in saru's configuration:
 //
 //	services:
-//	  - name: web
-//	    address: 192.0.2.10:80
-//	    protocol: tcp
+//	  - vip: 192.0.2.10
+//	    port: 80
+//	    name: web
 //	    scheduler: wrr
 //	    persistence_timeout: 300
 //	    persistence_netmask: 255.255.255.0
@@ -27,38 +34,28 @@ import (
 //	    real_servers:
 //	      - {address: 10.0.1.1:8080, weight: 3}
 //	      - {address: 10.0.1.2:8080, weight: 0}   # quiescent
-type Config struct {
+type Options struct {
 	// Name labels the service in errors and listings; optional.
-	Name string `yaml:"name,omitempty" json:"name,omitempty"`
-	// Address is the VIP and port, "192.0.2.10:80" or "[2001:db8::10]:443";
-	// port 0 balances every port (persistence required). Empty with FWMark.
-	Address string `yaml:"address,omitempty" json:"address,omitempty"`
-	// Protocol is tcp (default), udp or sctp; not used with FWMark.
-	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
-	// FWMark selects packets by firewall mark instead of address.
-	FWMark uint32 `yaml:"fwmark,omitempty" json:"fwmark,omitempty"`
-	// Family is inet or inet6: required with FWMark, and must match the
-	// address otherwise.
-	Family string `yaml:"family,omitempty" json:"family,omitempty"`
+	Name string `yaml:"name,omitempty"`
 	// Scheduler is rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh, sed, nq,
 	// mh, fo or ovf.
-	Scheduler string `yaml:"scheduler,omitempty" json:"scheduler,omitempty"`
+	Scheduler string `yaml:"scheduler,omitempty"`
 	// SchedulerFlags: sh-fallback, sh-port (with sh), mh-fallback, mh-port
 	// (with mh).
-	SchedulerFlags []string `yaml:"scheduler_flags,omitempty" json:"scheduler_flags,omitempty"`
+	SchedulerFlags []string `yaml:"scheduler_flags,omitempty"`
 	// OnePacket schedules every UDP datagram on its own (ipvsadm -o).
-	OnePacket bool `yaml:"one_packet,omitempty" json:"one_packet,omitempty"`
+	OnePacket bool `yaml:"one_packet,omitempty"`
 	// PersistenceTimeout in seconds makes the service persistent
 	// (1..2678400); 0 is not persistent.
-	PersistenceTimeout int64 `yaml:"persistence_timeout,omitempty" json:"persistence_timeout,omitempty"`
+	PersistenceTimeout int64 `yaml:"persistence_timeout,omitempty"`
 	// PersistenceNetmask groups clients: an IPv4 mask ("255.255.255.0") or a
 	// prefix length ("/24", "24"; for IPv6 1..128).
-	PersistenceNetmask string `yaml:"persistence_netmask,omitempty" json:"persistence_netmask,omitempty"`
+	PersistenceNetmask string `yaml:"persistence_netmask,omitempty"`
 	// Forwarding is the default for the real servers: route (default; also
 	// dr, gate), masq (nat) or tunnel (tun, ipip).
-	Forwarding string `yaml:"forwarding,omitempty" json:"forwarding,omitempty"`
+	Forwarding string `yaml:"forwarding,omitempty"`
 	// RealServers behind the service.
-	RealServers []RealServerConfig `yaml:"real_servers,omitempty" json:"real_servers,omitempty"`
+	RealServers []RealServerConfig `yaml:"real_servers,omitempty"`
 }
 
 // RealServerConfig is one real server of a virtual service.
@@ -84,26 +81,15 @@ type FieldError struct {
 func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// DecodeYAML decodes a YAML list of services, refusing unknown fields.
-func DecodeYAML(data []byte) ([]Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var cfgs []Config
-	if err := dec.Decode(&cfgs); err != nil {
-		return nil, fmt.Errorf("decode services: %w", err)
-	}
-	return cfgs, nil
-}
-
-// Desired validates the configured services and returns the IPVS table they
-// describe, sorted by service and destination address. prefix names the
-// list in errors (e.g. "services"). Every error is collected; nothing is
+// Desired validates the specs and returns the IPVS table they describe,
+// sorted by service and destination address. prefix names the list in
+// errors (e.g. "services"). Every error is collected; nothing is
 // half-valid.
-func Desired(prefix string, cfgs []Config) ([]ipvs.Entry, error) {
+func Desired(prefix string, specs []Spec) ([]ipvs.Entry, error) {
 	var errs []error
-	out := make([]ipvs.Entry, 0, len(cfgs))
+	out := make([]ipvs.Entry, 0, len(specs))
 	seen := map[ipvs.ServiceID]string{}
-	for i, c := range cfgs {
+	for i, c := range specs {
 		field := fmt.Sprintf("%s[%d]", prefix, i)
 		e, err := c.entry(field)
 		if err != nil {
@@ -132,20 +118,10 @@ func sortEntries(es []ipvs.Entry) {
 	}
 }
 
-func parseFamily(s string) (ipvs.Family, error) {
-	switch strings.ToLower(s) {
-	case "inet", "ipv4", "ip4", "4":
-		return ipvs.FamilyIPv4, nil
-	case "inet6", "ipv6", "ip6", "6":
-		return ipvs.FamilyIPv6, nil
-	}
-	return 0, fmt.Errorf("unknown address family %q (want inet or inet6)", s)
-}
-
 // Entry validates one service and returns its IPVS entry, destinations
 // sorted by address. field names the service in errors (e.g. "services[2]");
 // the error joins a [*FieldError] for every bad field.
-func (c Config) Entry(field string) (ipvs.Entry, error) {
+func (c Spec) Entry(field string) (ipvs.Entry, error) {
 	e, errs := c.entry(field)
 	if len(errs) > 0 {
 		return ipvs.Entry{}, errors.Join(errs...)
@@ -155,58 +131,16 @@ func (c Config) Entry(field string) (ipvs.Entry, error) {
 }
 
 // entry validates one service; it returns every error found.
-func (c Config) entry(field string) (ipvs.Entry, []error) {
+func (c Spec) entry(field string) (ipvs.Entry, []error) {
 	var errs []error
 	fail := func(f string, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field + "." + f, Err: fmt.Errorf(format, args...)})
 	}
-	var svc ipvs.Service
-	var family ipvs.Family
-	if c.Family != "" {
-		f, err := parseFamily(c.Family)
-		if err != nil {
-			fail("family", "%v", err)
-		}
-		family = f
-	}
-	switch {
-	case c.FWMark != 0 && c.Address != "":
-		fail("fwmark", "%d given together with address %q; a service is one or the other", c.FWMark, c.Address)
-	case c.FWMark != 0:
-		if c.Protocol != "" {
-			fail("protocol", "%q given for a fwmark service", c.Protocol)
-		}
-		if c.Family == "" {
-			fail("family", "required for a fwmark service (inet or inet6)")
-		}
-		svc.FWMark, svc.Family = c.FWMark, family
-	case c.Address == "":
-		fail("address", "required (or fwmark)")
-	default:
-		ap, err := netip.ParseAddrPort(c.Address)
-		if err != nil {
-			fail("address", "%q is not address:port (e.g. 192.0.2.10:80 or [2001:db8::10]:443)", c.Address)
-			break
-		}
-		if ap.Addr().Is4In6() || ap.Addr().Zone() != "" {
-			fail("address", "%q: use a plain IPv4 or IPv6 address", c.Address)
-			break
-		}
-		if family != ipvs.FamilyUnspec && ipvs.FamilyOf(ap.Addr()) != family {
-			fail("family", "%s, but address %s is %s", c.Family, ap.Addr(), ipvs.FamilyOf(ap.Addr()))
-		}
-		proto := ipvs.ProtocolTCP
-		if c.Protocol != "" {
-			p, err := ipvs.ParseProtocol(c.Protocol)
-			if err != nil {
-				fail("protocol", "%v", err)
-			}
-			proto = p
-		}
-		svc.Protocol, svc.Address = proto, ap
-		if ap.Port() == 0 && c.PersistenceTimeout == 0 {
-			fail("address", "port 0 (all ports) needs persistence_timeout, as in ipvsadm")
-		}
+	svc := ipvs.Service{ServiceID: c.ID}
+	if err := c.ID.Validate(); err != nil {
+		errs = append(errs, &FieldError{Field: field, Err: err})
+	} else if !c.ID.IsFWMark() && c.ID.Address.Port() == 0 && c.PersistenceTimeout == 0 {
+		fail("address", "port 0 (all ports) needs persistence_timeout, as in ipvsadm")
 	}
 	if len(errs) > 0 {
 		return ipvs.Entry{}, errs
