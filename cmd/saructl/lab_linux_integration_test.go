@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/saru-lb/saru/deploy/kernellab"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/services"
@@ -34,13 +36,13 @@ func TestIntegrationLabRenderMatchesIpvsadm(t *testing.T) {
 		})
 		weight := func(w int64) *int64 { return &w }
 		desired, err := services.Desired("services", []services.Spec{
-			{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Options: services.Options{
+			{ID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Options: services.Options{
 				Scheduler: "rr", Forwarding: "masq", RealServers: []services.RealServerConfig{
 					{Address: "10.0.1.1:8080", Weight: weight(0)}, {Address: "10.0.1.3:8080", Weight: weight(2)}}}},
-			{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.2:443")}, Options: services.Options{
+			{ID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.2:443")}, Options: services.Options{
 				Scheduler: "wrr", PersistenceTimeout: 300, PersistenceNetmask: "255.255.255.0", RealServers: []services.RealServerConfig{
 					{Address: "10.0.1.1", Weight: weight(3), UpperThreshold: 100, LowerThreshold: 10}, {Address: "10.0.1.2"}}}},
-			{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")}, Options: services.Options{
+			{ID: ipvs.ServiceID{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")}, Options: services.Options{
 				Scheduler: "mh", SchedulerFlags: []string{"mh-fallback", "mh-port"}, RealServers: []services.RealServerConfig{
 					{Address: "[2001:db8::10]:53"}}}},
 			{ID: ipvs.ServiceID{FWMark: 9, Family: ipvs.FamilyIPv4}, Options: services.Options{

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/saru-lb/saru/filter/bucket"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/services"
 )
@@ -13,15 +14,15 @@ import (
 // 1.31 on Debian's 6.1 kernel, in the kernel lab).
 func goldenTable() []ipvs.Entry {
 	return []ipvs.Entry{
-		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
+		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
 			Scheduler: "rr", Flags: ipvs.FlagPersistent | ipvs.FlagHashed, Timeout: 300, NetmaskBits: 24},
 			Destinations: []ipvs.Destination{
 				{Address: netip.MustParseAddrPort("10.0.1.1:8080"), Forward: ipvs.ForwardMasq, Weight: 3},
 				{Address: netip.MustParseAddrPort("10.0.1.2:80"), Forward: ipvs.ForwardRoute, Weight: 0},
 			}},
-		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.2:0")},
+		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.2:0")},
 			Scheduler: "lc", Flags: ipvs.FlagPersistent | ipvs.FlagHashed, Timeout: 360, NetmaskBits: 32}},
-		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")},
+		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")},
 			Scheduler: "mh", Flags: ipvs.FlagSched1 | ipvs.FlagSched2 | ipvs.FlagOnePacket | ipvs.FlagHashed, NetmaskBits: 128},
 			Destinations: []ipvs.Destination{{Address: netip.MustParseAddrPort("[2001:db8::10]:53"), Forward: ipvs.ForwardMasq, Weight: 1}}},
 		{Service: ipvs.Service{ServiceID: ipvs.ServiceID{Family: ipvs.FamilyIPv4, FWMark: 7}, Scheduler: "sh", NetmaskBits: 32}},

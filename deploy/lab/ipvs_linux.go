@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/services"
 )
@@ -23,7 +25,7 @@ func (l *Lab) serviceSpecs() []services.Spec {
 		name string
 		port uint16
 	}{{"http", HTTPPort}, {"stream", StreamPort}} {
-		sp := services.Spec{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.AddrPortFrom(VIP, svc.port)},
+		sp := services.Spec{ID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.AddrPortFrom(VIP, svc.port)},
 			Options: services.Options{Name: svc.name, Scheduler: "rr", Forwarding: fwd}}
 		for _, s := range l.Servers {
 			// The address alone: the real server listens on the service's port.

@@ -125,7 +125,7 @@ func TestIPVSServices(t *testing.T) {
 	}
 	web := c.Services[0].IPVS
 	wantWeb := ipvs.Entry{
-		Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
+		Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
 			Scheduler: "wlc", NetmaskBits: 32},
 		Destinations: []ipvs.Destination{
 			{Address: netip.MustParseAddrPort("10.0.1.1:8080"), Forward: ipvs.ForwardMasq, Weight: 3, UpperThreshold: 100, LowerThreshold: 10},
@@ -136,7 +136,7 @@ func TestIPVSServices(t *testing.T) {
 		t.Errorf("web: %+v\nwant %+v", web, wantWeb)
 	}
 	dns := c.Services[1].IPVS
-	if len(dns) != 2 || dns[0].Service.Protocol != ipvs.ProtocolTCP || dns[1].Service.Protocol != ipvs.ProtocolUDP {
+	if len(dns) != 2 || dns[0].Service.Protocol != bucket.TCP || dns[1].Service.Protocol != bucket.UDP {
 		t.Fatalf("protocol both should give a tcp and a udp service: %+v", dns)
 	}
 	for _, e := range dns {

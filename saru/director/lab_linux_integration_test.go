@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/saru-lb/saru/deploy/kernellab"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/ipvs"
@@ -123,7 +125,7 @@ func TestIntegrationLabServices(t *testing.T) {
 			t.Helper()
 			want := desired(t, labConfig(state, svcs))
 			want = append(want, ipvs.Entry{
-				Service:      ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("198.51.100.1:25")}, Scheduler: "rr"},
+				Service:      ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("198.51.100.1:25")}, Scheduler: "rr"},
 				Destinations: []ipvs.Destination{{Address: netip.MustParseAddrPort("10.9.9.9:25"), Forward: ipvs.ForwardRoute, Weight: 1}},
 			})
 			got, err := c.List(ctx)

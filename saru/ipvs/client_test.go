@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/genetlink/genltest"
 	"github.com/mdlayher/netlink"
@@ -137,7 +139,7 @@ func TestClientAgainstMessageLevelFake(t *testing.T) {
 	f := &fakeIPVS{}
 	c := f.client(t)
 	ctx := context.Background()
-	web := Service{ServiceID: ServiceID{Protocol: ProtocolTCP, Address: netip.MustParseAddrPort("192.0.2.1:80")}, Scheduler: "rr", Timeout: 60}
+	web := Service{ServiceID: ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("192.0.2.1:80")}, Scheduler: "rr", Timeout: 60}
 	if err := c.NewService(ctx, web); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestClientAgainstMessageLevelFake(t *testing.T) {
 	if err := c.NewDestination(ctx, web.ServiceID, rs); err != nil {
 		t.Fatal(err)
 	}
-	other := ServiceID{Protocol: ProtocolUDP, Address: netip.MustParseAddrPort("192.0.2.1:53")}
+	other := ServiceID{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("192.0.2.1:53")}
 	err = c.NewDestination(ctx, other, rs)
 	if !errors.Is(err, unix.ESRCH) || !strings.Contains(err.Error(), "destination 198.51.100.1:8080 of service udp 192.0.2.1:53") {
 		t.Errorf("destination of a missing service: %v", err)

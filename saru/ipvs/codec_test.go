@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/mdlayher/netlink"
+
+	"github.com/saru-lb/saru/filter/bucket"
 )
 
 func encodeNested(t testing.TB, typ uint16, fn func(ae *netlink.AttributeEncoder)) []byte {
@@ -21,10 +23,10 @@ func encodeNested(t testing.TB, typ uint16, fn func(ae *netlink.AttributeEncoder
 
 func TestServiceRoundTrip(t *testing.T) {
 	for _, s := range []Service{
-		{ServiceID: ServiceID{Protocol: ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Scheduler: "rr", Timeout: 300, NetmaskBits: 24},
-		{ServiceID: ServiceID{Protocol: ProtocolUDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")}, Scheduler: "mh", Flags: FlagSched1, NetmaskBits: 64, Timeout: 10},
+		{ServiceID: ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Scheduler: "rr", Timeout: 300, NetmaskBits: 24},
+		{ServiceID: ServiceID{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")}, Scheduler: "mh", Flags: FlagSched1, NetmaskBits: 64, Timeout: 10},
 		{ServiceID: ServiceID{Family: FamilyIPv6, FWMark: 42}, Scheduler: "wlc", NetmaskBits: 128},
-		{ServiceID: ServiceID{Protocol: ProtocolSCTP, Address: netip.MustParseAddrPort("192.0.2.1:0")}, Scheduler: "sh", NetmaskBits: 32, PEName: "sip", Timeout: 1},
+		{ServiceID: ServiceID{Protocol: bucket.SCTP, Address: netip.MustParseAddrPort("192.0.2.1:0")}, Scheduler: "sh", NetmaskBits: 32, PEName: "sip", Timeout: 1},
 	} {
 		b := encodeNested(t, cmdAttrService, func(ae *netlink.AttributeEncoder) { encodeService(ae, s) })
 		got, err := parseServiceMessage(b)
@@ -64,7 +66,7 @@ func TestDestinationRoundTrip(t *testing.T) {
 func TestStatsWidths(t *testing.T) {
 	// STATS carries u32 packet counters and u64 byte counters; STATS64 all u64.
 	b := encodeNested(t, cmdAttrService, func(ae *netlink.AttributeEncoder) {
-		encodeServiceID(ae, ServiceID{Protocol: ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")})
+		encodeServiceID(ae, ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")})
 		ae.Nested(svcAttrStats, func(nae *netlink.AttributeEncoder) error {
 			nae.Uint32(statsAttrConns, 1)
 			nae.Uint64(statsAttrInBytes, 2)
@@ -79,7 +81,7 @@ func TestStatsWidths(t *testing.T) {
 		t.Errorf("stats %+v", s.Stats)
 	}
 	b = encodeNested(t, cmdAttrService, func(ae *netlink.AttributeEncoder) {
-		encodeServiceID(ae, ServiceID{Protocol: ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")})
+		encodeServiceID(ae, ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")})
 		ae.Nested(svcAttrStats, func(nae *netlink.AttributeEncoder) error { nae.Uint32(statsAttrConns, 1); return nil })
 		ae.Nested(svcAttrStats64, func(nae *netlink.AttributeEncoder) error {
 			nae.Uint64(statsAttrConns, 1<<40)
@@ -122,7 +124,7 @@ func TestDaemonRoundTrip(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	vip := ServiceID{Protocol: ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}
+	vip := ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -131,7 +133,7 @@ func TestValidate(t *testing.T) {
 		{"unknown scheduler", Service{ServiceID: vip, Scheduler: "fastest"}.Validate(), `unknown scheduler "fastest"`},
 		{"persistence", Service{ServiceID: vip, Timeout: MaxPersistence + 1}.Validate(), "persistence timeout"},
 		{"netmask", Service{ServiceID: vip, NetmaskBits: 33}.Validate(), "netmask /33"},
-		{"family mismatch", Service{ServiceID: ServiceID{Family: FamilyIPv6, Protocol: ProtocolTCP, Address: vip.Address}}.Validate(), "family inet6 does not match"},
+		{"family mismatch", Service{ServiceID: ServiceID{Family: FamilyIPv6, Protocol: bucket.TCP, Address: vip.Address}}.Validate(), "family inet6 does not match"},
 		{"fwmark family", Service{ServiceID: ServiceID{FWMark: 3}}.Validate(), "needs family"},
 		{"weight", Destination{Address: netip.MustParseAddrPort("10.0.1.1:80"), Weight: -1}.Validate(vip), "weight -1 out of range"},
 		{"dest family", Destination{Address: netip.MustParseAddrPort("[2001:db8::1]:80"), Forward: ForwardMasq}.Validate(vip), "differs from the service's inet"},
@@ -153,7 +155,7 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // re-encodes to something that decodes the same.
 func FuzzParseServiceMessage(f *testing.F) {
 	f.Add(encodeNested(f, cmdAttrService, func(ae *netlink.AttributeEncoder) {
-		encodeService(ae, Service{ServiceID: ServiceID{Protocol: ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Scheduler: "rr", Timeout: 5})
+		encodeService(ae, Service{ServiceID: ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Scheduler: "rr", Timeout: 5})
 	}))
 	f.Add(encodeNested(f, cmdAttrService, func(ae *netlink.AttributeEncoder) {
 		encodeService(ae, Service{ServiceID: ServiceID{Family: FamilyIPv6, FWMark: 1}})

@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
+	"golang.org/x/sys/unix"
+
 	"github.com/saru-lb/saru/deploy/kernellab"
 	"github.com/saru-lb/saru/saru/ipvs"
-	"golang.org/x/sys/unix"
 )
 
 // labClient dials IPVS in the guest's root namespace after flushing it.
@@ -66,11 +69,11 @@ func testServicesAndDestinations(t *testing.T) {
 	c := labClient(t)
 	ctx := context.Background()
 	web := ipvs.Service{
-		ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
+		ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
 		Scheduler: "rr", Timeout: 300, NetmaskBits: 24,
 	}
 	dns6 := ipvs.Service{
-		ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")},
+		ServiceID: ipvs.ServiceID{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("[2001:db8::1]:53")},
 		Scheduler: "mh", Flags: ipvs.FlagSched1 | ipvs.FlagSched2,
 	}
 	mark := ipvs.Service{ServiceID: ipvs.ServiceID{Family: ipvs.FamilyIPv4, FWMark: 7}, Scheduler: "sh"}
@@ -288,7 +291,7 @@ func testTimeouts(t *testing.T) {
 func testRefusals(t *testing.T) {
 	c := labClient(t)
 	ctx := context.Background()
-	svc := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.9.0.1:443")}}
+	svc := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.9.0.1:443")}}
 	if err := c.NewService(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +299,7 @@ func testRefusals(t *testing.T) {
 	if !errors.Is(err, unix.EEXIST) || !strings.Contains(err.Error(), "tcp 10.9.0.1:443") {
 		t.Errorf("duplicate service: %v", err)
 	}
-	missing := ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.9.0.2:443")}
+	missing := ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.9.0.2:443")}
 	err = c.NewDestination(ctx, missing, ipvs.Destination{Address: netip.MustParseAddrPort("10.9.1.1:443"), Weight: 1})
 	if err == nil || !strings.Contains(err.Error(), "10.9.1.1:443") || !strings.Contains(err.Error(), "tcp 10.9.0.2:443") {
 		t.Errorf("destination of a missing service: %v", err)
@@ -322,7 +325,7 @@ func testEveryScheduler(t *testing.T) {
 	c := labClient(t)
 	ctx := context.Background()
 	for i, sched := range ipvs.Schedulers() {
-		s := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.AddrPortFrom(netip.MustParseAddr("10.8.0.1"), uint16(1000+i))}, Scheduler: sched}
+		s := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.AddrPortFrom(netip.MustParseAddr("10.8.0.1"), uint16(1000+i))}, Scheduler: sched}
 		if err := c.NewService(ctx, s); err != nil {
 			t.Errorf("scheduler %s: %v", sched, err)
 			continue

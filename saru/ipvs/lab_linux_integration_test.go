@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 
@@ -140,13 +142,13 @@ func TestIntegrationReconcile(t *testing.T) {
 
 		// Bad input leaves IPVS as it was.
 		before := ipvsadm(t, "-S", "-n")
-		if _, err := services.Desired("services", []services.Spec{{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Options: services.Options{Scheduler: "fastest"}}}); err == nil || !strings.Contains(err.Error(), "services[0].scheduler") {
+		if _, err := services.Desired("services", []services.Spec{{ID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Options: services.Options{Scheduler: "fastest"}}}); err == nil || !strings.Contains(err.Error(), "services[0].scheduler") {
 			t.Errorf("unknown scheduler: %v", err)
 		}
 		web := v2[0].Service
 		bad := []services.Op{
 			{Kind: services.UpdateService, Service: web},
-			{Kind: services.CreateDestination, Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.77:80")}, Scheduler: "wlc"},
+			{Kind: services.CreateDestination, Service: ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.77:80")}, Scheduler: "wlc"},
 				Destination: ipvs.Destination{Address: netip.MustParseAddrPort("10.0.1.9:80"), Weight: 1}},
 		}
 		cur, err := c.List(ctx)
@@ -210,7 +212,7 @@ func mustDesired(t *testing.T, y string) []ipvs.Entry {
 			}
 			continue
 		}
-		proto := ipvs.ProtocolTCP
+		proto := bucket.TCP
 		if l.Protocol != "" {
 			p, err := ipvs.ParseProtocol(l.Protocol)
 			if err != nil {

@@ -45,17 +45,10 @@ func (f Family) String() string {
 // (netlink carries it in 16 bits; the codec converts).
 type Protocol = bucket.Protocol
 
-// Protocols IPVS balances.
-const (
-	ProtocolTCP  = bucket.TCP
-	ProtocolUDP  = bucket.UDP
-	ProtocolSCTP = bucket.SCTP
-)
-
 // ParseProtocol parses "tcp", "udp" or "sctp", in any case.
 func ParseProtocol(s string) (Protocol, error) {
 	p, err := bucket.ParseProtocol(s)
-	if err != nil || (p != ProtocolTCP && p != ProtocolUDP && p != ProtocolSCTP) {
+	if err != nil || (p != bucket.TCP && p != bucket.UDP && p != bucket.SCTP) {
 		return 0, fmt.Errorf("unknown protocol %q (want tcp, udp or sctp)", s)
 	}
 	return p, nil
@@ -334,7 +327,7 @@ func (id ServiceID) Validate() error {
 		return fmt.Errorf("service %s: family %s does not match the address (%s)", id, id.Family, f)
 	}
 	switch id.Protocol {
-	case ProtocolTCP, ProtocolUDP, ProtocolSCTP:
+	case bucket.TCP, bucket.UDP, bucket.SCTP:
 	default:
 		return fmt.Errorf("service %s: protocol %d is not tcp, udp or sctp", id, id.Protocol)
 	}

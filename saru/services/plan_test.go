@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"pgregory.net/rapid"
 
 	"github.com/saru-lb/saru/saru/ipvs"
@@ -23,7 +25,7 @@ func genOverlappingTable(t *rapid.T, label string) []ipvs.Entry {
 			id = ipvs.ServiceID{FWMark: uint32(rapid.IntRange(1, 3).Draw(t, fmt.Sprintf("%s-%d-mark", label, i))), Family: ipvs.FamilyIPv4}
 		} else {
 			port := uint16(rapid.IntRange(80, 82).Draw(t, fmt.Sprintf("%s-%d-port", label, i)))
-			proto := rapid.SampledFrom([]ipvs.Protocol{ipvs.ProtocolTCP, ipvs.ProtocolUDP}).Draw(t, fmt.Sprintf("%s-%d-proto", label, i))
+			proto := rapid.SampledFrom([]ipvs.Protocol{bucket.TCP, bucket.UDP}).Draw(t, fmt.Sprintf("%s-%d-proto", label, i))
 			id = ipvs.ServiceID{Protocol: proto, Address: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), port)}
 		}
 		if seen[id.Key()] {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"pgregory.net/rapid"
 
 	"github.com/saru-lb/saru/saru/ipvs"
@@ -115,10 +117,10 @@ func (f *fakeKernel) DeleteDestination(_ context.Context, id ipvs.ServiceID, d i
 // current tables overlap.
 func genTable(t *rapid.T, label string) []ipvs.Entry {
 	ids := []ipvs.ServiceID{
-		{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
-		{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
-		{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.2:443")},
-		{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("[2001:db8::1]:80")},
+		{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
+		{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("10.0.0.1:80")},
+		{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.2:443")},
+		{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("[2001:db8::1]:80")},
 		{Family: ipvs.FamilyIPv4, FWMark: 5},
 	}
 	v4 := []string{"10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:8080", "10.0.1.4:80"}
@@ -280,8 +282,8 @@ func TestReconcileProperties(t *testing.T) {
 }
 
 func TestDiffOrder(t *testing.T) {
-	web := ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}
-	old := ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.9:80")}
+	web := ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}
+	old := ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.9:80")}
 	dst := func(a string, w int32) ipvs.Destination {
 		return ipvs.Destination{Address: netip.MustParseAddrPort(a), Weight: w, Forward: ipvs.ForwardRoute}
 	}
@@ -309,8 +311,8 @@ func TestDiffOrder(t *testing.T) {
 }
 
 func TestApplyValidatesBeforeTouchingTheKernel(t *testing.T) {
-	web := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Scheduler: "wlc"}
-	missing := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.2:80")}, Scheduler: "wlc"}
+	web := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80")}, Scheduler: "wlc"}
+	missing := ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.2:80")}, Scheduler: "wlc"}
 	rs := ipvs.Destination{Address: netip.MustParseAddrPort("10.0.1.1:80"), Weight: 1}
 	for _, tc := range []struct {
 		name string

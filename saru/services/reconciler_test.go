@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/services"
@@ -185,7 +187,7 @@ const v1 = `  - name: web
 
 // foreignSvc was made by someone else (ipvsadm, keepalived).
 var foreignSvc = ipvs.Entry{
-	Service:      ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("198.51.100.1:25")}, Scheduler: "rr", NetmaskBits: 32},
+	Service:      ipvs.Service{ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("198.51.100.1:25")}, Scheduler: "rr", NetmaskBits: 32},
 	Destinations: []ipvs.Destination{{Address: netip.MustParseAddrPort("10.9.9.9:25"), Forward: ipvs.ForwardRoute, Weight: 1}},
 }
 
@@ -319,7 +321,7 @@ func TestReconcilerUnreadableRecord(t *testing.T) {
 
 func TestPlanLeavesForeignAlone(t *testing.T) {
 	desired := table(t, v1)
-	owned := []ipvs.ServiceID{{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("192.0.2.99:53")}}
+	owned := []ipvs.ServiceID{{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("192.0.2.99:53")}}
 	stale := ipvs.Entry{Service: ipvs.Service{ServiceID: owned[0], Scheduler: "wlc"}}
 	ops, managed, foreign := services.Plan(desired, []ipvs.Entry{foreignSvc, stale}, owned)
 	if len(managed) != 1 || managed[0].Service.ServiceID != stale.Service.ServiceID {
@@ -340,11 +342,11 @@ func TestPlanLeavesForeignAlone(t *testing.T) {
 
 func TestRecordRoundTrip(t *testing.T) {
 	in := []ipvs.ServiceID{
-		{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("[2001:db8::10]:53")},
+		{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("[2001:db8::10]:53")},
 		{FWMark: 7, Family: ipvs.FamilyIPv6},
-		{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
+		{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
 		{FWMark: 3, Family: ipvs.FamilyIPv4},
-		{Protocol: ipvs.ProtocolSCTP, Address: netip.MustParseAddrPort("192.0.2.10:0")},
+		{Protocol: bucket.SCTP, Address: netip.MustParseAddrPort("192.0.2.10:0")},
 	}
 	r := services.Record{Path: filepath.Join(t.TempDir(), services.RecordFile)}
 	if got, err := r.Load(); err != nil || got != nil {

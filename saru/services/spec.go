@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/saru-lb/saru/saru/ipvs"
 )
 
@@ -178,7 +180,7 @@ func (c Spec) entry(field string) (ipvs.Entry, []error) {
 		}
 	}
 	if c.OnePacket {
-		if svc.Protocol != ipvs.ProtocolUDP && !svc.IsFWMark() {
+		if svc.Protocol != bucket.UDP && !svc.IsFWMark() {
 			failS("one_packet", "one-packet scheduling applies to udp services only")
 		}
 		svc.Flags |= ipvs.FlagOnePacket

@@ -6,13 +6,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/saru-lb/saru/filter/bucket"
+
 	"github.com/saru-lb/saru/saru/ipvs"
 )
 
 func w(n int64) *int64 { return &n }
 
 func tcp(a string) ipvs.ServiceID {
-	return ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort(a)}
+	return ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort(a)}
 }
 
 func TestDesiredNormalises(t *testing.T) {
@@ -22,7 +24,7 @@ func TestDesiredNormalises(t *testing.T) {
 				{Address: "10.0.1.2:8080", Weight: w(0)},
 				{Address: "10.0.1.1", Weight: w(3), UpperThreshold: 100, LowerThreshold: 10},
 			}}},
-		{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolUDP, Address: netip.MustParseAddrPort("[2001:db8::10]:53")}, Options: Options{
+		{ID: ipvs.ServiceID{Protocol: bucket.UDP, Address: netip.MustParseAddrPort("[2001:db8::10]:53")}, Options: Options{
 			Scheduler: "mh", SchedulerFlags: []string{"mh-port", "mh-fallback"}, OnePacket: true, RealServers: []RealServerConfig{
 				{Address: "[2001:db8::20]:53"},
 				{Address: "10.0.2.1", Forwarding: "tunnel"},
@@ -38,7 +40,7 @@ func TestDesiredNormalises(t *testing.T) {
 	}
 	web := es[0]
 	want := ipvs.Service{
-		ServiceID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
+		ServiceID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("192.0.2.10:80")},
 		Scheduler: "wrr", Flags: ipvs.FlagPersistent, Timeout: 300, NetmaskBits: 24,
 	}
 	if web.Service != want {
@@ -83,7 +85,7 @@ func TestDesiredErrorsNameTheField(t *testing.T) {
 			[]string{"services[0].persistence_timeout", "2678401 out of range"}},
 		{"negative persistence", Spec{ID: tcp("10.0.0.1:80"), Options: Options{PersistenceTimeout: -5}},
 			[]string{"services[0].persistence_timeout", "-5 out of range"}},
-		{"family mismatch", Spec{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP, Address: netip.MustParseAddrPort("10.0.0.1:80"), Family: ipvs.FamilyIPv6}},
+		{"family mismatch", Spec{ID: ipvs.ServiceID{Protocol: bucket.TCP, Address: netip.MustParseAddrPort("10.0.0.1:80"), Family: ipvs.FamilyIPv6}},
 			[]string{"services[0]", "family inet6 does not match the address (inet)"}},
 		{"real server family", Spec{ID: tcp("10.0.0.1:80"), Options: Options{RealServers: []RealServerConfig{{Address: "[2001:db8::1]:80"}}}},
 			[]string{"services[0].real_servers[0].address", "2001:db8::1 is inet6 but the service is inet"}},
@@ -91,7 +93,7 @@ func TestDesiredErrorsNameTheField(t *testing.T) {
 			[]string{"services[0]", "a fwmark service needs family inet or inet6"}},
 		{"fwmark and address", Spec{ID: ipvs.ServiceID{FWMark: 3, Family: ipvs.FamilyIPv4, Address: netip.MustParseAddrPort("10.0.0.1:80")}},
 			[]string{"services[0]", "a fwmark service has no protocol or address"}},
-		{"no address", Spec{ID: ipvs.ServiceID{Protocol: ipvs.ProtocolTCP}},
+		{"no address", Spec{ID: ipvs.ServiceID{Protocol: bucket.TCP}},
 			[]string{"services[0]", "no virtual address"}},
 		{"unknown protocol", Spec{ID: ipvs.ServiceID{Protocol: 1, Address: netip.MustParseAddrPort("10.0.0.1:80")}},
 			[]string{"services[0]", "protocol 1 is not tcp, udp or sctp"}},
