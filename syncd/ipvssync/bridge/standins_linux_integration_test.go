@@ -176,9 +176,9 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	defer unix.Close(member)
 
 	// The stand-in master: multicast loopback off, as the kernel's.
-	mconn := []ipvssync.Conn{{Protocol: ipvssync.ProtoTCP, Flags: ipvssync.FlagDRoute | ipvssync.FlagNoOutput, State: ipvssync.TCPEstablished,
-		CPort: 1111, VPort: 80, DPort: 80, Timeout: 900,
-		CAddr: netip.MustParseAddr("10.0.0.9"), VAddr: netip.MustParseAddr("10.0.0.100"), DAddr: netip.MustParseAddr("10.0.0.12")}}
+	mconn := []conn.Entry{{Protocol: conn.ProtoTCP, Flags: conn.FlagDRoute | conn.FlagNoOutput, State: ipvssync.TCPEstablished,
+		ClientPort: 1111, VirtualPort: 80, DestPort: 80, Timeout: 900,
+		ClientAddr: netip.MustParseAddr("10.0.0.9"), VirtualAddr: netip.MustParseAddr("10.0.0.100"), DestAddr: netip.MustParseAddr("10.0.0.12")}}
 	msg, err := ipvssync.AppendMessage(nil, 7, mconn, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		t.Fatalf("stand-in master: %v", err)
 	}
 	got = waitExported(2)
-	if len(got) != 2 || !reflect.DeepEqual(got[1], ipvssync.ToEntry(&mconn[0])) {
+	if len(got) != 2 || !reflect.DeepEqual(got[1], mconn[0]) {
 		t.Fatalf("captured export %+v", got)
 	}
 	buf := make([]byte, 2048)
@@ -209,8 +209,8 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	var in []conn.Entry
 	for i := 0; i < 50; i++ {
 		c := mconn[0]
-		c.CPort = uint16(2000 + i)
-		in = append(in, ipvssync.ToEntry(&c))
+		c.ClientPort = uint16(2000 + i)
+		in = append(in, c)
 	}
 	bad := in[0]
 	bad.State = 42
@@ -238,9 +238,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		if m.SyncID != 7 {
 			t.Errorf("syncid %d", m.SyncID)
 		}
-		for i := range m.Conns {
-			recv = append(recv, ipvssync.ToEntry(&m.Conns[i]))
-		}
+		recv = append(recv, m.Entries...)
 	}
 	if datagrams != 2 || !reflect.DeepEqual(recv, in) {
 		t.Fatalf("%d datagrams with %d entries, want 2 with the 50 imported", datagrams, len(recv))
