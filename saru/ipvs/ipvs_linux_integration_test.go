@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"golang.org/x/sys/unix"
 )
@@ -19,9 +19,7 @@ import (
 // labClient dials IPVS in the guest's root namespace after flushing it.
 func labClient(t *testing.T) *ipvs.Client {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, requires root")
-	}
+	nstest.RequireRoot(t)
 	c, err := ipvs.Dial(ipvs.Config{})
 	if err != nil {
 		t.Fatal(err)

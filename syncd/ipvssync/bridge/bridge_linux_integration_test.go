@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/syncd/conn"
 	"github.com/saru-lb/saru/syncd/ipvssync"
@@ -97,7 +98,7 @@ func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons S
 	cfg := Config{ProcConnPath: "/proc/thread-self/net/ip_vs_conn",
 		ProcConnSyncPath: "/proc/thread-self/net/ip_vs_conn_sync", PollInterval: poll, RefreshSlack: slack,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("director", ns)}
-	if err := inNetns(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		var err error
 		d.b, err = Open(context.Background(), cfg, daemons)
 		return err
@@ -162,7 +163,7 @@ func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons S
 		if err := <-d.done; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("bridge %s Run: %v", ns, err)
 		}
-		if err := inNetns(ns, func() error { return d.b.Close(context.Background()) }); err != nil {
+		if err := nstest.In(ns, func() error { return d.b.Close(context.Background()) }); err != nil {
 			t.Errorf("close bridge %s: %v", ns, err)
 		}
 	})
@@ -175,9 +176,7 @@ func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons S
 // in-process.
 func TestIntegrationLabIPVSSync(t *testing.T) {
 	kernellab.Run(t, func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("skipping, requires root")
-		}
+		nstest.RequireRoot(t)
 		l := newLab(t)
 		var a, b *director
 		// A reads its table every 200 ms besides capturing its master's
@@ -205,7 +204,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			defer exec.Command("/usr/sbin/ip", "netns", "del", ns).Run()
 			sh(t, "ip netns exec "+ns+" ipvsadm --start-daemon master --mcast-interface lo --syncid 9")
 			var br *Bridge
-			if err := inNetns(ns, func() error {
+			if err := nstest.In(ns, func() error {
 				var err error
 				br, err = Open(context.Background(), Config{PollInterval: -1}, ipvsadmDaemons{ns: ns})
 				return err
@@ -213,7 +212,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 				t.Fatalf("Open with a stale master running: %v", err)
 			}
 			out := sh(t, "ip netns exec "+ns+" ipvsadm -L --daemon")
-			inNetns(ns, func() error { return br.Close(context.Background()) })
+			nstest.In(ns, func() error { return br.Close(context.Background()) })
 			if !strings.Contains(out, "master sync daemon (mcast="+DefaultInterface) || strings.Contains(out, "syncid=9") {
 				t.Fatalf("daemons after Open:\n%s", out)
 			}
@@ -526,7 +525,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := inNetns(l.cli, func() error {
+			if err := nstest.In(l.cli, func() error {
 				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 				if err != nil {
 					return err
@@ -665,7 +664,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		// the group on the same link receives none of its messages.
 		t.Run("UDPSocketSeesNoMasterMessage", func(t *testing.T) {
 			var fd int
-			if err := inNetns(l.dirA, func() error {
+			if err := nstest.In(l.dirA, func() error {
 				var err error
 				fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 				if err != nil {
@@ -720,7 +719,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			sh(t, "ip netns add "+ns+" && ip -n "+ns+" link add s0 type dummy && ip -n "+ns+" link set s0 multicast on up")
 			defer exec.Command("/usr/sbin/ip", "netns", "del", ns).Run()
 			var fd int
-			if err := inNetns(ns, func() error {
+			if err := nstest.In(ns, func() error {
 				var err error
 				if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0); err != nil {
 					return err
