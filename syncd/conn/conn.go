@@ -117,14 +117,6 @@ func invalid(field, format string, a ...any) *FieldError {
 // entries enter syncd (a backend's decoder, the peer wire) call it once;
 // what passes needs no second check. A failure is a *FieldError.
 func (e *Entry) Validate() error {
-	if err := e.check(); err != nil {
-		return err
-	}
-	return nil
-}
-
-// check is Validate with the concrete type, so a nil result stays a nil error.
-func (e *Entry) check() *FieldError {
 	if !e.ClientAddr.IsValid() {
 		return invalid("client_addr", "missing")
 	}
