@@ -199,14 +199,19 @@ func decodeV1(b []byte) (*Message, error) {
 		if end > len(b) {
 			return nil, derr(i, "ver_size", off+2, "record size %d runs past the %d-byte datagram", size, len(b))
 		}
-		e, r, err := decodeConnV1(b, i, off, end)
+		// Decoded in place, into memory make zeroed: an entry is large,
+		// and copying or clearing it costs more than the checks.
+		k := len(m.Entries)
+		m.Entries = m.Entries[:k+1]
+		e := &m.Entries[k]
+		r, err := decodeConnV1(b, i, off, end, e)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.check(i, &e); err != nil {
+		if err := r.check(i, e); err != nil {
 			m.Refused = append(m.Refused, *err)
-		} else {
-			m.Entries = append(m.Entries, e)
+			*e = conn.Entry{} // for the next record
+			m.Entries = m.Entries[:k]
 		}
 		if i == n-1 {
 			off = end
@@ -220,22 +225,21 @@ func decodeV1(b []byte) (*Message, error) {
 	return m, nil
 }
 
-func decodeConnV1(b []byte, i, off, end int) (conn.Entry, record, error) {
-	var e conn.Entry
+func decodeConnV1(b []byte, i, off, end int, e *conn.Entry) (record, error) {
 	r := record{off: off}
 	typ := b[off]
 	fixed := ConnV4Len
 	switch {
 	case typ&typeFlagInet6 != 0:
 		if typ != typeFlagInet6 {
-			return e, r, derr(i, "type", off, "unknown type bits 0x%02x", typ)
+			return r, derr(i, "type", off, "unknown type bits 0x%02x", typ)
 		}
 		fixed, r.wide = ConnV6Len, true
 	case typ != 0:
-		return e, r, derr(i, "type", off, "unknown type 0x%02x", typ)
+		return r, derr(i, "type", off, "unknown type 0x%02x", typ)
 	}
 	if off+fixed > end {
-		return e, r, derr(i, "ver_size", off+2, "record size %d is shorter than the %d-byte %s record", end-off, fixed, map[bool]string{false: "IPv4", true: "IPv6"}[r.wide])
+		return r, derr(i, "ver_size", off+2, "record size %d is shorter than the %d-byte %s record", end-off, fixed, map[bool]string{false: "IPv4", true: "IPv6"}[r.wide])
 	}
 	be := binary.BigEndian
 	e.Protocol = b[off+1]
@@ -259,15 +263,15 @@ func decodeConnV1(b []byte, i, off, end int) (conn.Entry, record, error) {
 	var seen uint8
 	for p < end {
 		if p+2 > end {
-			return e, r, derr(i, "option", p, "one byte left where an option header needs two")
+			return r, derr(i, "option", p, "one byte left where an option header needs two")
 		}
 		ptype, plen := b[p], int(b[p+1])
 		if plen == 0 {
-			return e, r, derr(i, "option length", p+1, "option type %d has length 0", ptype)
+			return r, derr(i, "option length", p+1, "option type %d has length 0", ptype)
 		}
 		data := b[p+2 : min(p+2+plen, end)]
 		if p+2+plen > end {
-			return e, r, derr(i, "option length", p+1, "option type %d of %d bytes runs past the record end at offset %d", ptype, plen, end)
+			return r, derr(i, "option length", p+1, "option type %d of %d bytes runs past the record end at offset %d", ptype, plen, end)
 		}
 		dup := func(bit uint8, name string) error {
 			if seen&bit != 0 {
@@ -279,10 +283,10 @@ func decodeConnV1(b []byte, i, off, end int) (conn.Entry, record, error) {
 		switch ptype &^ OptFParam {
 		case OptSeqData:
 			if plen != SeqOptLen {
-				return e, r, derr(i, "seq_data", p+1, "length %d, want %d", plen, SeqOptLen)
+				return r, derr(i, "seq_data", p+1, "length %d, want %d", plen, SeqOptLen)
 			}
 			if err := dup(1, "seq_data"); err != nil {
-				return e, r, err
+				return r, err
 			}
 			e.HasSeq = true
 			e.Seq = conn.SeqAdjust{
@@ -292,26 +296,26 @@ func decodeConnV1(b []byte, i, off, end int) (conn.Entry, record, error) {
 		case OptPEData:
 			// plen is one byte, so never above conn.MaxPEDataLen.
 			if err := dup(2, "pe_data"); err != nil {
-				return e, r, err
+				return r, err
 			}
 			e.PEData, r.peData = append([]byte(nil), data...), p
 		case OptPEName:
 			if plen > conn.MaxPENameLen {
-				return e, r, derr(i, "pe_name", p+1, "length %d exceeds %d", plen, conn.MaxPENameLen)
+				return r, derr(i, "pe_name", p+1, "length %d exceeds %d", plen, conn.MaxPENameLen)
 			}
 			if err := dup(4, "pe_name"); err != nil {
-				return e, r, err
+				return r, err
 			}
 			e.PEName, r.peName = string(data), p
 		default:
 			if ptype&OptFParam == 0 {
-				return e, r, derr(i, "option", p, "unknown mandatory option type %d", ptype)
+				return r, derr(i, "option", p, "unknown mandatory option type %d", ptype)
 			}
 			// Optional and unknown: skipped, as the kernel skips it.
 		}
 		p += 2 + plen
 	}
-	return e, r, nil
+	return r, nil
 }
 
 func decodeV0(b []byte) (*Message, error) {
@@ -327,7 +331,7 @@ func decodeV0(b []byte) (*Message, error) {
 			return nil, derr(i, "nr_conns", 0, "v0 record %d at offset %d runs past the %d-byte datagram (header counts %d)", i, off, len(b), n)
 		}
 		r := record{off: off, v0: true}
-		e := conn.Entry{
+		m.Entries = append(m.Entries, conn.Entry{
 			Protocol:    b[off+1],
 			ClientPort:  be.Uint16(b[off+2:]),
 			VirtualPort: be.Uint16(b[off+4:]),
@@ -337,7 +341,8 @@ func decodeV0(b []byte) (*Message, error) {
 			DestAddr:    netip.AddrFrom4([4]byte(b[off+16 : off+20])),
 			Flags:       conn.Flags(be.Uint16(b[off+20:])),
 			State:       be.Uint16(b[off+22:]),
-		}
+		})
+		e := &m.Entries[len(m.Entries)-1]
 		off += ConnV0Len
 		if e.Flags&conn.FlagSeqMask != 0 {
 			if off+SeqOptLen > len(b) {
@@ -355,10 +360,9 @@ func decodeV0(b []byte) (*Message, error) {
 			}
 			off += SeqOptLen
 		}
-		if err := r.check(i, &e); err != nil {
+		if err := r.check(i, e); err != nil {
 			m.Refused = append(m.Refused, *err)
-		} else {
-			m.Entries = append(m.Entries, e)
+			m.Entries = m.Entries[:len(m.Entries)-1]
 		}
 	}
 	if off < len(b) {
