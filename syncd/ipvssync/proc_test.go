@@ -153,8 +153,8 @@ func TestTracker(t *testing.T) {
 	if len(out) != 2 || out[0].Flags&conn.FlagInactive == 0 || out[1].DestAddr != netip.MustParseAddr("10.0.1.3") {
 		t.Fatalf("third read: %+v", out)
 	}
-	if tr.Len() != 2 {
-		t.Fatalf("entry 4 left the table but is still tracked: %d", tr.Len())
+	if len(tr.seen) != 2 {
+		t.Fatalf("entry 4 left the table but is still tracked: %d", len(tr.seen))
 	}
 
 	// Refresh: entry 2 was exported at t0+2s with 100 s left. Packets keep

@@ -48,9 +48,6 @@ type Tracker struct {
 // NewTracker returns an empty tracker.
 func NewTracker() *Tracker { return &Tracker{seen: map[TableKey]tableVal{}} }
 
-// Len is the number of entries tracked.
-func (t *Tracker) Len() int { return len(t.seen) }
-
 func expiry(now time.Time, timeout uint32) time.Time {
 	return now.Add(time.Duration(timeout) * time.Second)
 }
