@@ -134,24 +134,33 @@ type record struct {
 // offset returns the datagram offset of a field of struct ip_vs_sync_v4,
 // _v6 or _conn_v0, or of an option.
 func (r *record) offset(field string) int {
-	v1 := map[string]int{"protocol": 1, "flags": 4, "state": 8, "caddr": 24, "vaddr": 28, "daddr": 32}
+	addr := 4
+	if r.wide {
+		addr = 16
+	}
 	switch {
-	case r.v0:
-		v1 = map[string]int{"protocol": 1, "caddr": 8, "vaddr": 12, "daddr": 16, "flags": 20, "state": 22}
-	case r.wide:
-		v1["vaddr"], v1["daddr"] = 40, 56
-	}
-	switch field {
-	case "pe_data":
+	case field == "pe_data":
 		return r.peData
-	case "pe_name":
+	case field == "pe_name":
 		return r.peName
+	case r.v0:
+		return r.off + map[string]int{"protocol": 1, "caddr": 8, "vaddr": 12, "daddr": 16, "flags": 20, "state": 22}[field]
 	}
-	return r.off + v1[field]
+	return r.off + map[string]int{"protocol": 1, "flags": 4, "state": 8, "caddr": 24, "vaddr": 24 + addr, "daddr": 24 + 2*addr}[field]
 }
 
-// kernelField names conn.Entry's fields as the kernel's structures do.
-var kernelField = map[string]string{"client_addr": "caddr", "virtual_addr": "vaddr", "dest_addr": "daddr"}
+// kernelName names a field of conn.Entry as the kernel's structures do.
+func kernelName(field string) string {
+	switch field {
+	case "client_addr":
+		return "caddr"
+	case "virtual_addr":
+		return "vaddr"
+	case "dest_addr":
+		return "daddr"
+	}
+	return field
+}
 
 // check is the one check of a decoded record (accept), naming the field
 // and its offset.
@@ -162,10 +171,7 @@ func (r *record) check(i int, e *conn.Entry) *DecodeError {
 	}
 	var fe *conn.FieldError
 	errors.As(err, &fe)
-	field := fe.Field
-	if k, ok := kernelField[field]; ok {
-		field = k
-	}
+	field := kernelName(fe.Field)
 	return derr(i, field, r.offset(field), "%s", fe.Reason)
 }
 

@@ -123,7 +123,10 @@ func TestDecodeRefusesRecords(t *testing.T) {
 	badState := v4Conn(2)
 	fwmarkTemplate := v4Conn(3)
 	fwmarkTemplate.Protocol, fwmarkTemplate.Flags, fwmarkTemplate.State = 0, conn.FlagTemplate, 1
-	msg, err := AppendMessage(nil, 0, []conn.Entry{good, badState, fwmarkTemplate}, 0)
+	mixed := v4Conn(4) // an IPv4-mapped client in an IPv6 record
+	mixed.ClientAddr = netip.MustParseAddr("::ffff:10.1.0.4")
+	mixed.VirtualAddr, mixed.DestAddr = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	msg, err := AppendMessage(nil, 0, []conn.Entry{good, badState, fwmarkTemplate, mixed}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +142,7 @@ func TestDecodeRefusesRecords(t *testing.T) {
 		conn   int
 		field  string
 		offset int
-	}{{1, "state", 8 + 36 + 8}, {2, "protocol", 8 + 72 + 1}}
+	}{{1, "state", 8 + 36 + 8}, {2, "protocol", 8 + 72 + 1}, {3, "vaddr", 8 + 108 + 40}}
 	if len(m.Refused) != len(want) {
 		t.Fatalf("refused %v", m.Refused)
 	}
