@@ -52,7 +52,7 @@ func TestImports(t *testing.T) {
 			t.Errorf("package in %s has no package comment starting \"Package <name> \"", dir)
 		}
 	}
-	if len(documented) < 3 {
+	if len(documented) < 2 { // filter and filter/sharedmac
 		t.Errorf("walked %d packages, want filter and its sub-packages", len(documented))
 	}
 }

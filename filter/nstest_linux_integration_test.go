@@ -3,7 +3,7 @@ package filter
 import (
 	"testing"
 
-	"github.com/saru-lb/saru/filter/internal/nstest"
+	"github.com/saru-lb/saru/deploy/nstest"
 )
 
 type netNS = nstest.NetNS

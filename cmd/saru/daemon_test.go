@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/ipvs"
 )
 
@@ -155,18 +156,10 @@ log_level: debug
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("log of %s:\n%s", id, lastLines(d.log.String(), 40))
+			t.Logf("log of %s:\n%s", id, nstest.LastLines(d.log.String(), 40))
 		}
 	})
 	return d
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (d *proc) wait(t testing.TB, timeout time.Duration) error {
@@ -416,7 +409,7 @@ func TestDaemonsGRPCurlDrainKillJoinTerm(t *testing.T) {
 			t.Fatalf("d2 exit: %v", err)
 		}
 		if !strings.Contains(d2.log.String(), `"msg":"drained"`) {
-			t.Errorf("d2 did not drain before leaving:\n%s", lastLines(d2.log.String(), 20))
+			t.Errorf("d2 did not drain before leaving:\n%s", nstest.LastLines(d2.log.String(), 20))
 		}
 		settledCluster(t, 10*time.Second, d1, d4)
 	})

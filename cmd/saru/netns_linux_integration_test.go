@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/saru-lb/saru/deploy/nstest"
 )
 
 // The host integration: directors running the saru binary with the real
@@ -28,29 +30,18 @@ type netnsLab struct {
 	procs map[string]*proc
 }
 
-func sh(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func newNetnsLab(t testing.TB) *netnsLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, requires root")
-	}
+	nstest.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("slow: runs directors in namespaces")
 	}
 	l := &netnsLab{t: t, pfx: fmt.Sprintf("sarun%d", os.Getpid()), dir: t.TempDir(), procs: map[string]*proc{}}
 	l.hub = l.pfx + "-hub"
 	t.Cleanup(l.cleanup)
-	sh(t, "ip", "netns", "add", l.hub)
-	sh(t, "ip", "-n", l.hub, "link", "add", "br0", "type", "bridge", "ageing_time", "0")
-	sh(t, "ip", "-n", l.hub, "link", "set", "br0", "up")
+	nstest.Run(t, "ip", "netns", "add", l.hub)
+	nstest.Run(t, "ip", "-n", l.hub, "link", "add", "br0", "type", "bridge", "ageing_time", "0")
+	nstest.Run(t, "ip", "-n", l.hub, "link", "set", "br0", "up")
 	if err := os.WriteFile(filepath.Join(l.dir, "token"), []byte("netns-test-token-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +76,12 @@ func (l *netnsLab) startWith(i int, joinDelay, extra string) *proc {
 	t.Helper()
 	ns := l.ns(i)
 	if _, err := os.Stat("/run/netns/" + ns); err != nil {
-		sh(t, "ip", "netns", "add", ns)
-		sh(t, "ip", "-n", l.hub, "link", "add", fmt.Sprintf("h%d", i), "type", "veth", "peer", "name", "eth0", "netns", ns)
-		sh(t, "ip", "-n", l.hub, "link", "set", fmt.Sprintf("h%d", i), "master", "br0", "up")
-		sh(t, "ip", "-n", ns, "addr", "add", l.ip(i)+"/24", "dev", "eth0")
-		sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-		sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		nstest.Run(t, "ip", "netns", "add", ns)
+		nstest.Run(t, "ip", "-n", l.hub, "link", "add", fmt.Sprintf("h%d", i), "type", "veth", "peer", "name", "eth0", "netns", ns)
+		nstest.Run(t, "ip", "-n", l.hub, "link", "set", fmt.Sprintf("h%d", i), "master", "br0", "up")
+		nstest.Run(t, "ip", "-n", ns, "addr", "add", l.ip(i)+"/24", "dev", "eth0")
+		nstest.Run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+		nstest.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
 	var seeds []string
 	for j := 1; j <= 4; j++ {
@@ -136,7 +127,7 @@ state_dir: %q
 	l.procs[id] = p
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("log of %s:\n%s", id, lastLines(p.log.String(), 30))
+			t.Logf("log of %s:\n%s", id, nstest.LastLines(p.log.String(), 30))
 		}
 	})
 	return p
@@ -349,12 +340,12 @@ func (l *netnsLab) listen(i int) {
 func (l *netnsLab) client() string {
 	ns := l.pfx + "-cl"
 	if _, err := os.Stat("/run/netns/" + ns); err != nil {
-		sh(l.t, "ip", "netns", "add", ns)
-		sh(l.t, "ip", "-n", l.hub, "link", "add", "hc", "type", "veth", "peer", "name", "eth0", "netns", ns)
-		sh(l.t, "ip", "-n", l.hub, "link", "set", "hc", "master", "br0", "up")
-		sh(l.t, "ip", "-n", ns, "addr", "add", "10.78.0.99/24", "dev", "eth0")
-		sh(l.t, "ip", "-n", ns, "link", "set", "eth0", "up")
-		sh(l.t, "ip", "-n", ns, "link", "set", "lo", "up")
+		nstest.Run(l.t, "ip", "netns", "add", ns)
+		nstest.Run(l.t, "ip", "-n", l.hub, "link", "add", "hc", "type", "veth", "peer", "name", "eth0", "netns", ns)
+		nstest.Run(l.t, "ip", "-n", l.hub, "link", "set", "hc", "master", "br0", "up")
+		nstest.Run(l.t, "ip", "-n", ns, "addr", "add", "10.78.0.99/24", "dev", "eth0")
+		nstest.Run(l.t, "ip", "-n", ns, "link", "set", "eth0", "up")
+		nstest.Run(l.t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
 	return ns
 }
@@ -394,8 +385,8 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 
 	t.Run("shared-vip-and-mac", func(t *testing.T) {
 		for i := 1; i <= 3; i++ {
-			link := sh(t, "ip", "-n", l.ns(i), "link", "show", "eth0")
-			addr := sh(t, "ip", "-n", l.ns(i), "addr", "show", "eth0")
+			link := nstest.Run(t, "ip", "-n", l.ns(i), "link", "show", "eth0")
+			addr := nstest.Run(t, "ip", "-n", l.ns(i), "addr", "show", "eth0")
 			if !strings.Contains(link, "02:00:5e:78:00:01") || !strings.Contains(addr, "10.78.0.100/32") {
 				t.Errorf("d%d eth0:\n%s%s", i, link, addr)
 			}
@@ -437,7 +428,7 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		// unit's ExecStopPost flushes it (deploy/saru/saru.service), as
 		// here, so d3 accepts nothing while the survivors serve its
 		// buckets.
-		sh(t, "ip", "netns", "exec", l.ns(3), "nft", "flush", "set", "inet", "saru", "owned")
+		nstest.Run(t, "ip", "netns", "exec", l.ns(3), "nft", "flush", "set", "inet", "saru", "owned")
 		var ports []int
 		for k := range 12 {
 			ports = append(ports, 42000+k*5)
@@ -488,7 +479,7 @@ func TestIntegrationNetnsDirectors(t *testing.T) {
 		if out, err := exec.Command("ip", "netns", "exec", l.ns(2), "nft", "list", "table", "inet", "saru").CombinedOutput(); err == nil {
 			t.Errorf("d2's table is still installed:\n%s", out)
 		}
-		if addr := sh(t, "ip", "-n", l.ns(2), "addr", "show", "eth0"); strings.Contains(addr, "10.78.0.100") {
+		if addr := nstest.Run(t, "ip", "-n", l.ns(2), "addr", "show", "eth0"); strings.Contains(addr, "10.78.0.100") {
 			t.Errorf("d2 kept the VIP after leaving:\n%s", addr)
 		}
 		l.settle(10*time.Second, 1, 4)
@@ -505,7 +496,7 @@ func TestIntegrationNetnsPartition(t *testing.T) {
 	l.start(2, "3s")
 	l.settle(30*time.Second, 1, 2)
 
-	sh(t, "ip", "-n", l.hub, "link", "set", "h2", "down")
+	nstest.Run(t, "ip", "-n", l.hub, "link", "set", "h2", "down")
 	epochs := map[int]string{}
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 1; i <= 2; i++ {
@@ -526,7 +517,7 @@ func TestIntegrationNetnsPartition(t *testing.T) {
 	}
 	t.Logf("partitioned: each side owns all %d buckets; epochs d1=%s d2=%s", nsBuckets, epochs[1], epochs[2])
 
-	sh(t, "ip", "-n", l.hub, "link", "set", "h2", "up")
+	nstest.Run(t, "ip", "-n", l.hub, "link", "set", "h2", "up")
 	l.settle(20*time.Second, 1, 2)
 	out, _ := l.saructl(2, "-o", "json", "status")
 	var s statusJSON

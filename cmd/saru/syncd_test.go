@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/saru-lb/saru/deploy/nstest"
 )
 
 // startSyncd runs the real syncd (memory backend, unicast on loopback) for
@@ -39,7 +41,7 @@ backend: memory
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("log of %s:\n%s", p.id, lastLines(p.log.String(), 20))
+			t.Logf("log of %s:\n%s", p.id, nstest.LastLines(p.log.String(), 20))
 		}
 	})
 	return p

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/saru-lb/saru/filter/internal/nstest"
+	"github.com/saru-lb/saru/deploy/nstest"
 )
 
 func TestIntegrationSetMACAndVIPs(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/saru-lb/saru/filter/bucket"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/config"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/services"
@@ -97,11 +98,11 @@ const servicesV3 = `  - name: web
 func TestIntegrationLabServices(t *testing.T) {
 	kernellab.Run(t, func(t *testing.T) {
 		top := t // daemons outlive the subtest that starts them
-		run(t, "ip", "link", "add", "saru0", "type", "dummy")
-		run(t, "ip", "link", "set", "saru0", "up")
+		nstest.Run(t, "ip", "link", "add", "saru0", "type", "dummy")
+		nstest.Run(t, "ip", "link", "set", "saru0", "up")
 		// Another tool's service: saru must never touch it.
-		run(t, "ipvsadm", "-A", "-t", "198.51.100.1:25", "-s", "rr")
-		run(t, "ipvsadm", "-a", "-t", "198.51.100.1:25", "-r", "10.9.9.9:25", "-g")
+		nstest.Run(t, "ipvsadm", "-A", "-t", "198.51.100.1:25", "-s", "rr")
+		nstest.Run(t, "ipvsadm", "-a", "-t", "198.51.100.1:25", "-r", "10.9.9.9:25", "-g")
 		foreign := ipvsadm(t, "-S", "-n")
 
 		dir := t.TempDir()
@@ -228,14 +229,14 @@ func TestIntegrationLabServices(t *testing.T) {
 			d.cmd.Process.Signal(syscall.SIGHUP)
 			d.waitLog(t, `"msg":"reload refused; running configuration kept"`)
 			if !strings.Contains(d.log.String(), "services[0].real_servers[0].weight") {
-				t.Errorf("refusal does not name the field:\n%s", lastLines(d.log.String(), 5))
+				t.Errorf("refusal does not name the field:\n%s", nstest.LastLines(d.log.String(), 5))
 			}
 			// A change outside the IPVS side needs a restart.
 			write(servicesV2 + "  - {vip: 192.0.2.13, port: 80}\n")
 			d.cmd.Process.Signal(syscall.SIGHUP)
 			d.waitLogCount(t, `"msg":"reload refused; running configuration kept"`, 2)
 			if !strings.Contains(d.log.String(), "changes to [Services] need a restart") {
-				t.Errorf("restart-only change not named:\n%s", lastLines(d.log.String(), 5))
+				t.Errorf("restart-only change not named:\n%s", nstest.LastLines(d.log.String(), 5))
 			}
 			if after := ipvsadm(t, "-S", "-n"); after != before {
 				t.Errorf("refused reloads changed IPVS:\nbefore:\n%s\nafter:\n%s", before, after)
@@ -256,10 +257,10 @@ func TestIntegrationLabServices(t *testing.T) {
 		t.Run("resync-repairs-drift", func(t *testing.T) {
 			// An operator changes a weight and removes saru's real server
 			// by hand, and adds a service of their own.
-			run(t, "ipvsadm", "-e", "-t", "192.0.2.10:80", "-r", "10.0.1.1:8080", "-m", "-w", "7")
+			nstest.Run(t, "ipvsadm", "-e", "-t", "192.0.2.10:80", "-r", "10.0.1.1:8080", "-m", "-w", "7")
 			d.waitLogCount(t, `"op":"update destination 10.0.1.1:8080 of service tcp 192.0.2.10:80"`, 3)
 			kernelIs(t, servicesV3)
-			run(t, "ipvsadm", "-d", "-t", "192.0.2.10:80", "-r", "10.0.1.1:8080")
+			nstest.Run(t, "ipvsadm", "-d", "-t", "192.0.2.10:80", "-r", "10.0.1.1:8080")
 			d.waitLogCount(t, `"op":"create destination 10.0.1.1:8080 of service tcp 192.0.2.10:80"`, 1)
 			kernelIs(t, servicesV3)
 		})
@@ -289,14 +290,14 @@ func TestIntegrationLabServices(t *testing.T) {
 				t.Fatalf("a stopped saru left its filter table:\n%s", out)
 			}
 			// Only the kernel knows 10.0.3.255 is a broadcast address here.
-			run(t, "ip", "addr", "add", "10.0.3.1/24", "dev", "saru0")
-			defer run(t, "ip", "addr", "del", "10.0.3.1/24", "dev", "saru0")
+			nstest.Run(t, "ip", "addr", "add", "10.0.3.1/24", "dev", "saru0")
+			defer nstest.Run(t, "ip", "addr", "del", "10.0.3.1/24", "dev", "saru0")
 			write(strings.Replace(servicesV1, "      - {address: 10.0.1.2:8080, weight: 1}\n", "      - {address: 10.0.1.2:8080, weight: 1}\n      - {address: 10.0.3.255:8080}\n", 1))
 			out, err := exec.Command(saruBin, "-config", path).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), "create destination 10.0.3.255:8080 of service tcp 192.0.2.10:80") {
 				t.Errorf("kernel refusal: %v\n%s", err, out)
 			}
-			t.Logf("refused start: %s", strings.TrimSpace(lastLines(string(out), 2)))
+			t.Logf("refused start: %s", strings.TrimSpace(nstest.LastLines(string(out), 2)))
 			if out, err := exec.Command("nft", "list", "table", "inet", "saru").CombinedOutput(); err == nil {
 				t.Errorf("a refused start installed the filter:\n%s", out)
 			}
@@ -348,23 +349,14 @@ func hasRow(out, row string) bool {
 	return false
 }
 
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func ipvsadm(t *testing.T, args ...string) string {
 	t.Helper()
-	return run(t, append([]string{"ipvsadm"}, args...)...)
+	return nstest.Run(t, append([]string{"ipvsadm"}, args...)...)
 }
 
 func saructl(t *testing.T, args ...string) string {
 	t.Helper()
-	return run(t, append([]string{saructlBin, "--addr", grpcAddr}, args...)...)
+	return nstest.Run(t, append([]string{saructlBin, "--addr", grpcAddr}, args...)...)
 }
 
 // daemon is a running saru.
@@ -390,7 +382,7 @@ func startSaru(t *testing.T, path string) *daemon {
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("saru log:\n%s", lastLines(d.log.String(), 40))
+			t.Logf("saru log:\n%s", nstest.LastLines(d.log.String(), 40))
 		}
 	})
 	return d
@@ -405,13 +397,13 @@ func (d *daemon) waitLogCount(t *testing.T, s string, n int) {
 		select {
 		case err := <-d.done:
 			d.done <- err
-			t.Fatalf("saru exited (%v) before logging %s:\n%s", err, s, lastLines(d.log.String(), 20))
+			t.Fatalf("saru exited (%v) before logging %s:\n%s", err, s, nstest.LastLines(d.log.String(), 20))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			d.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump into the log
 			time.Sleep(time.Second)
-			t.Fatalf("saru did not log %s within 20 s:\n%s", s, lastLines(d.log.String(), 300))
+			t.Fatalf("saru did not log %s within 20 s:\n%s", s, nstest.LastLines(d.log.String(), 300))
 		}
 	}
 }
@@ -427,16 +419,11 @@ func (d *daemon) stop(t *testing.T) {
 	case err := <-d.done:
 		d.done <- err
 		if err != nil {
-			t.Errorf("saru exit: %v\n%s", err, lastLines(d.log.String(), 20))
+			t.Errorf("saru exit: %v\n%s", err, nstest.LastLines(d.log.String(), 20))
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("saru did not stop:\n%s", lastLines(d.log.String(), 20))
+		t.Fatalf("saru did not stop:\n%s", nstest.LastLines(d.log.String(), 20))
 	}
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writers and the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,15 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/ipvs"
 )
 
 // labClient dials IPVS in the guest's root namespace after flushing it.
 func labClient(t *testing.T) *ipvs.Client {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, requires root")
-	}
+	nstest.RequireRoot(t)
 	c, err := ipvs.Dial(ipvs.Config{})
 	if err != nil {
 		t.Fatal(err)

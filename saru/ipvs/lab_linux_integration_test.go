@@ -6,20 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/saru-lb/saru/filter/bucket"
-
-	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
+	"github.com/saru-lb/saru/filter/bucket"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/saru/services"
 )
@@ -242,77 +238,36 @@ func assertKernelMatches(t *testing.T, c *ipvs.Client, desired []ipvs.Entry) {
 
 // ---- traffic through IPVS between namespaces ----
 
-// netns is a network namespace created with ip netns, removed on cleanup.
+// netns is a namespace of the traffic tests (nstest.New: fresh, lo up,
+// deleted on cleanup) with the commands they run in it.
 type netns struct {
+	*nstest.NetNS
 	t    *testing.T
 	name string
 }
 
 func newNetns(t *testing.T, role string) *netns {
 	t.Helper()
-	n := &netns{t: t, name: fmt.Sprintf("ipvs-%s-%d", role, os.Getpid())}
-	run(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.name).Run() })
-	n.ip("link", "set", "lo", "up")
-	return n
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	ns := nstest.New(t, "ipvs-"+role)
+	return &netns{NetNS: ns, t: t, name: ns.Name}
 }
 
 func (n *netns) ip(args ...string) {
 	n.t.Helper()
-	run(n.t, append([]string{"ip", "-n", n.name}, args...)...)
+	nstest.Run(n.t, append([]string{"ip", "-n", n.name}, args...)...)
 }
 
 func (n *netns) exec(args ...string) string {
 	n.t.Helper()
-	return run(n.t, append([]string{"ip", "netns", "exec", n.name}, args...)...)
+	return nstest.Run(n.t, append([]string{"ip", "netns", "exec", n.name}, args...)...)
 }
 
 func (n *netns) sysctl(kv string) { n.t.Helper(); n.exec("sysctl", "-qw", kv) }
 
-// do runs fn on a thread inside the namespace; sockets opened there stay
-// there.
-func (n *netns) do(fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	f, err := os.Open("/run/netns/" + n.name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return err
-	}
-	defer unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET)
-	return fn()
-}
-
-func (n *netns) fd() int {
-	f, err := os.Open("/run/netns/" + n.name)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.t.Cleanup(func() { f.Close() })
-	return int(f.Fd())
-}
-
 // veth links a to b with the given addresses (CIDR), interface names ifa/ifb.
 func veth(t *testing.T, a *netns, ifa, addrA string, b *netns, ifb, addrB string) {
 	t.Helper()
-	run(t, "ip", "link", "add", ifa, "netns", a.name, "type", "veth", "peer", "name", ifb, "netns", b.name)
+	nstest.Run(t, "ip", "link", "add", ifa, "netns", a.name, "type", "veth", "peer", "name", ifb, "netns", b.name)
 	if addrA != "" {
 		a.ip("addr", "add", addrA, "dev", ifa)
 	}
@@ -333,7 +288,7 @@ func serve(t *testing.T, n *netns, addr, name string) {
 func serveNet(t *testing.T, n *netns, network, addr, name string) {
 	t.Helper()
 	var ln net.Listener
-	if err := n.do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
+	if err := n.Do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
 		t.Fatalf("listen %s in %s: %v", addr, n.name, err)
 	}
 	t.Cleanup(func() { ln.Close() })
@@ -363,7 +318,7 @@ func dial(t *testing.T, n *netns, addr string) (net.Conn, string) {
 func dialNet(t *testing.T, n *netns, network, addr string) (net.Conn, string) {
 	t.Helper()
 	var c net.Conn
-	if err := n.do(func() (err error) { c, err = net.DialTimeout(network, addr, 10*time.Second); return err }); err != nil {
+	if err := n.Do(func() (err error) { c, err = net.DialTimeout(network, addr, 10*time.Second); return err }); err != nil {
 		t.Fatalf("dial %s from %s: %v", addr, n.name, err)
 	}
 	t.Cleanup(func() { c.Close() })
@@ -397,9 +352,7 @@ func connTable(t *testing.T, director *netns) map[string]string {
 // checks that ipvsadm -L -c -n shows the scheduler's choice for each.
 func TestIntegrationTraffic(t *testing.T) {
 	kernellab.Run(t, func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("skipping, requires root")
-		}
+		nstest.RequireRoot(t)
 		t.Run("NAT", testTrafficNAT)
 		t.Run("NAT6", testTrafficNAT6)
 		t.Run("DR", testTrafficDR)
@@ -420,7 +373,7 @@ func testTrafficNAT(t *testing.T) {
 		serve(t, r, ":8080", fmt.Sprintf("rs%d", i+1))
 	}
 
-	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.fd()})
+	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.FD})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +517,7 @@ func testTrafficDirect(t *testing.T, tunnel bool) {
 		r.sysctl("net.ipv4.conf.e0.arp_announce=2")
 		serve(t, r, ":80", fmt.Sprintf("rs%d", i+1))
 	}
-	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.fd()})
+	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.FD})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -627,7 +580,7 @@ func testTrafficNAT6(t *testing.T) {
 		r.ip("-6", "route", "add", "default", "via", fmt.Sprintf("fd00:2%d::1", i+1))
 		serveNet(t, r, "tcp6", "[::]:8080", fmt.Sprintf("rs%d", i+1))
 	}
-	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.fd()})
+	c, err := ipvs.Dial(ipvs.Config{NetNS: dir.FD})
 	if err != nil {
 		t.Fatal(err)
 	}

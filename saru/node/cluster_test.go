@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/filter/bucket"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/config"
@@ -150,21 +151,6 @@ func startCluster(t testing.TB, k int, o testOpts) []*director {
 	return ds
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // converged checks that the directors agree on leader and epoch, have
 // applied it, and that their installed sets cover every bucket once.
 func converged(ds []*director, buckets int) error {
@@ -233,7 +219,7 @@ func withToken(ctx context.Context, tok string) context.Context {
 
 func TestClusterElectsAndDistributes(t *testing.T) {
 	ds := startCluster(t, 3, defaults())
-	waitFor(t, 10*time.Second, "three directors converge", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "three directors converge", func() error { return settled(ds, testBuckets) })
 	for _, d := range ds {
 		if st := d.n.Status(); st.Leader != "d1" || st.State != partition.Active {
 			t.Errorf("%s: %+v, want leader d1 and active", d.id, st)
@@ -297,11 +283,11 @@ func TestClusterSurvivesKill(t *testing.T) {
 	for _, victim := range []int{1, 0} { // a follower, then the leader
 		t.Run(fmt.Sprintf("kill-d%d", victim+1), func(t *testing.T) {
 			ds := startCluster(t, 3, defaults())
-			waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+			nstest.WaitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 			before := ds[0].n.Status().Epoch
 			ds[victim].n.Stop() // no leave: failure detection must notice
 			rest := slices.Delete(slices.Clone(ds), victim, victim+1)
-			waitFor(t, 5*time.Second, "survivors own every bucket", func() error { return converged(rest, testBuckets) })
+			nstest.WaitFor(t, 5*time.Second, "survivors own every bucket", func() error { return converged(rest, testBuckets) })
 			for _, d := range rest {
 				st := d.n.Status()
 				if st.Leader != rest[0].id || st.Epoch <= before {
@@ -314,7 +300,7 @@ func TestClusterSurvivesKill(t *testing.T) {
 
 func TestDrainUndrain(t *testing.T) {
 	ds := startCluster(t, 3, defaults())
-	waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c := client(t, ds[0].n.Addr()) // d1 forwards to d2
@@ -346,7 +332,7 @@ func TestDrainUndrain(t *testing.T) {
 	if owned, _ := ds[1].filter.get(); len(owned) != 0 {
 		t.Fatalf("drained d2 still owns %d buckets", len(owned))
 	}
-	waitFor(t, 5*time.Second, "d1 and d3 own every bucket", func() error { return covered([]*director{ds[0], ds[2]}, testBuckets) })
+	nstest.WaitFor(t, 5*time.Second, "d1 and d3 own every bucket", func() error { return covered([]*director{ds[0], ds[2]}, testBuckets) })
 
 	// The last but one cannot drain while d2 is drained.
 	if _, err := client(t, ds[2].n.Addr()).Drain(withToken(ctx, testToken), &sarupb.DrainRequest{NodeId: "d1"}); err != nil {
@@ -364,7 +350,7 @@ func TestDrainUndrain(t *testing.T) {
 			t.Fatalf("undrain %s: %v", id, u)
 		}
 	}
-	waitFor(t, 5*time.Second, "back to three", func() error {
+	nstest.WaitFor(t, 5*time.Second, "back to three", func() error {
 		if err := converged(ds, testBuckets); err != nil {
 			return err
 		}
@@ -377,12 +363,12 @@ func TestDrainUndrain(t *testing.T) {
 
 func TestJoinAfterSyncSnapshot(t *testing.T) {
 	ds := startCluster(t, 3, defaults())
-	waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 	o := defaults()
 	o.syncReady = false
 	d4 := startDirector(t, "d4", []string{ds[1].n.GossipAddr()}, o)
 	all := append(slices.Clone(ds), d4)
-	waitFor(t, 5*time.Second, "d4 seen as joining", func() error {
+	nstest.WaitFor(t, 5*time.Second, "d4 seen as joining", func() error {
 		if err := converged(all, testBuckets); err != nil {
 			return err
 		}
@@ -396,7 +382,7 @@ func TestJoinAfterSyncSnapshot(t *testing.T) {
 		t.Fatalf("d4 took buckets before its snapshot: %+v", st)
 	}
 	d4.sync.ready.Store(true)
-	waitFor(t, 5*time.Second, "d4 active with its share", func() error {
+	nstest.WaitFor(t, 5*time.Second, "d4 active with its share", func() error {
 		if err := converged(all, testBuckets); err != nil {
 			return err
 		}
@@ -409,7 +395,7 @@ func TestJoinAfterSyncSnapshot(t *testing.T) {
 
 func TestForeignPeerRefused(t *testing.T) {
 	ds := startCluster(t, 2, defaults())
-	waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 	epoch := ds[0].n.Status().Epoch
 	for _, o := range []testOpts{
 		{fast: true, seed: 0xbad, buckets: testBuckets, syncReady: true, joinDelay: time.Second, probe: 200 * time.Millisecond},
@@ -440,7 +426,7 @@ func TestDrainSurvivesRestart(t *testing.T) {
 	o := defaults()
 	o.marker = marker
 	ds := startCluster(t, 3, o)
-	waitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c := client(t, ds[0].n.Addr())
@@ -453,7 +439,7 @@ func TestDrainSurvivesRestart(t *testing.T) {
 	ds[1].n.Leave(time.Second)
 	ds[1].n.Stop()
 	ds[1] = startDirector(t, "d2", []string{ds[0].n.GossipAddr()}, o)
-	waitFor(t, 10*time.Second, "d2 back, drained", func() error {
+	nstest.WaitFor(t, 10*time.Second, "d2 back, drained", func() error {
 		if err := converged(ds, testBuckets); err != nil {
 			return err
 		}
@@ -471,5 +457,5 @@ func TestDrainSurvivesRestart(t *testing.T) {
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("undrain not recorded: %v", err)
 	}
-	waitFor(t, 10*time.Second, "d2 back in service", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "d2 back in service", func() error { return settled(ds, testBuckets) })
 }

@@ -3,6 +3,7 @@ package node_test
 import (
 	"fmt"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/config"
 	"slices"
 	"sort"
@@ -34,7 +35,7 @@ func BenchmarkFailover(b *testing.B) {
 			o.fast = mode.fast
 			o.probe = mode.probe
 			ds := startCluster(b, 3, o)
-			waitFor(b, 15*time.Second, "converge", func() error { return settled(ds, testBuckets) })
+			nstest.WaitFor(b, 15*time.Second, "converge", func() error { return settled(ds, testBuckets) })
 			var ms []float64
 			for i := range trials {
 				v := i % 3
@@ -59,7 +60,7 @@ func BenchmarkFailover(b *testing.B) {
 				// A fresh id that sorts in the victim's place (d1.4 leads like
 				// d1 did), so memberlist need not wait to reclaim the name.
 				ds[v] = startDirector(b, fmt.Sprintf("d%d.%d", v+1, i), []string{survivors[0].n.GossipAddr()}, o)
-				waitFor(b, 15*time.Second, fmt.Sprintf("trial %d: %s rejoins", i, victim.id), func() error { return settled(ds, testBuckets) })
+				nstest.WaitFor(b, 15*time.Second, fmt.Sprintf("trial %d: %s rejoins", i, victim.id), func() error { return settled(ds, testBuckets) })
 			}
 			sort.Float64s(ms)
 			p50, p99 := percentile(ms, 0.50), percentile(ms, 0.99)

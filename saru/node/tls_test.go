@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	sarupb "github.com/saru-lb/saru/proto/saru/v1"
 	"github.com/saru-lb/saru/saru/node"
 )
@@ -75,7 +76,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 		ds = append(ds, startDirector(t, id, seeds, o))
 	}
-	waitFor(t, 10*time.Second, "converge over TLS", func() error { return settled(ds, testBuckets) })
+	nstest.WaitFor(t, 10*time.Second, "converge over TLS", func() error { return settled(ds, testBuckets) })
 
 	dial := func(cert *tls.Certificate) sarupb.ClusterClient {
 		cfg := &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS13}

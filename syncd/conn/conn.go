@@ -2,7 +2,6 @@ package conn
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 )
@@ -101,16 +100,31 @@ const (
 	MaxPEDataLen = 255 // the v1 option length is one byte
 )
 
-// Validate checks that the entry can be carried and keyed. Errors name the field.
+// FieldError is an entry that cannot be carried or keyed: which field
+// (as the wire names it) and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalid(field, format string, a ...any) *FieldError {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Validate checks that the entry can be carried and keyed. The edges where
+// entries enter syncd (a backend's decoder, the peer wire) call it once;
+// what passes needs no second check. A failure is a *FieldError.
 func (e *Entry) Validate() error {
 	if !e.ClientAddr.IsValid() {
-		return errors.New("client_addr: missing")
+		return invalid("client_addr", "missing")
 	}
 	if !e.VirtualAddr.IsValid() {
-		return errors.New("virtual_addr: missing")
+		return invalid("virtual_addr", "missing")
 	}
 	if !e.DestAddr.IsValid() {
-		return errors.New("dest_addr: missing")
+		return invalid("dest_addr", "missing")
 	}
 	v6 := e.IPv6()
 	for _, f := range []struct {
@@ -118,20 +132,20 @@ func (e *Entry) Validate() error {
 		a    netip.Addr
 	}{{"virtual_addr", e.VirtualAddr}, {"dest_addr", e.DestAddr}} {
 		if (f.a.Is6() && !f.a.Is4In6()) != v6 {
-			return fmt.Errorf("%s: %s is not the same family as client_addr %s", f.name, f.a, e.ClientAddr)
+			return invalid(f.name, "%s is not the same family as client_addr %s", f.a, e.ClientAddr)
 		}
 	}
 	if e.Protocol == 0 {
-		return errors.New("protocol: missing")
+		return invalid("protocol", "missing")
 	}
 	if len(e.PEName) > MaxPENameLen {
-		return fmt.Errorf("pe_name: %d bytes, at most %d", len(e.PEName), MaxPENameLen)
+		return invalid("pe_name", "%d bytes, at most %d", len(e.PEName), MaxPENameLen)
 	}
 	if len(e.PEData) > MaxPEDataLen {
-		return fmt.Errorf("pe_data: %d bytes, at most %d", len(e.PEData), MaxPEDataLen)
+		return invalid("pe_data", "%d bytes, at most %d", len(e.PEData), MaxPEDataLen)
 	}
 	if len(e.PEData) > 0 && e.PEName == "" {
-		return errors.New("pe_data: set without pe_name")
+		return invalid("pe_data", "set without pe_name")
 	}
 	return nil
 }
@@ -199,7 +213,8 @@ func Newer(a, b *Entry) bool {
 type Backend interface {
 	// Run exports the local table's entries until ctx is done: it calls
 	// export with batches of entries created or updated locally (Origin
-	// and Version left zero; syncd stamps them). export copies what it
+	// and Version left zero; syncd stamps them), each of which passed
+	// Validate where the backend decoded it. export copies what it
 	// keeps, so the backend may reuse the slice once export returns. Run
 	// returns ctx.Err() on cancellation, or the error that stopped it.
 	Run(ctx context.Context, export func([]Entry)) error

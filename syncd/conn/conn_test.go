@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -46,6 +47,10 @@ func TestValidate(t *testing.T) {
 			}
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("error %v, want it to name %q", err, tt.wantErr)
+			}
+			var fe *FieldError
+			if tt.wantErr != "" && (!errors.As(err, &fe) || fe.Field != tt.wantErr) {
+				t.Fatalf("error %v is not a *FieldError for %q", err, tt.wantErr)
 			}
 		})
 	}

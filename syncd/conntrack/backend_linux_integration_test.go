@@ -2,66 +2,23 @@ package conntrack
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	ct "github.com/ti-mo/conntrack"
-	"golang.org/x/sys/unix"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/syncd/conn"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, requires root")
-	}
-}
-
-func run(t *testing.T, stdin string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(stdin)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
 
 // in runs fn on a thread inside namespace ns.
 func in(t *testing.T, ns string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			return
-		}
-		fn()
-	}()
-	<-done
-}
-
-func newNS(t *testing.T, name string) string {
-	ns := fmt.Sprintf("synct%d-%s", os.Getpid(), name)
-	run(t, "", "ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	run(t, "", "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-	return ns
+	if err := nstest.In(ns, func() error { fn(); return nil }); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestIntegrationConntrackExportImport: a real DNAT flow and a flow
@@ -70,11 +27,11 @@ func newNS(t *testing.T, name string) string {
 // with the NAT reply tuple and binding (IPS_DST_NAT) intact; B's own
 // import is not echoed back.
 func TestIntegrationConntrackExportImport(t *testing.T) {
-	requireRoot(t)
-	a, b := newNS(t, "a"), newNS(t, "b")
-	run(t, "", "ip", "netns", "exec", a, "ip", "addr", "add", "10.66.0.1/24", "dev", "lo")
-	run(t, "", "ip", "netns", "exec", a, "ip", "route", "add", "10.9.9.0/24", "dev", "lo")
-	run(t, `table ip natlab {
+	nstest.RequireRoot(t)
+	a, b := nstest.New(t, "ct-a").Name, nstest.New(t, "ct-b").Name
+	nstest.Run(t, "ip", "netns", "exec", a, "ip", "addr", "add", "10.66.0.1/24", "dev", "lo")
+	nstest.Run(t, "ip", "netns", "exec", a, "ip", "route", "add", "10.9.9.0/24", "dev", "lo")
+	nstest.RunWithInput(t, `table ip natlab {
 	chain out {
 		type nat hook output priority -100; policy accept;
 		ip daddr 10.9.9.9 tcp dport 80 dnat to 10.66.0.1:8080

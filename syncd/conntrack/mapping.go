@@ -23,9 +23,10 @@ const (
 	SkipProtocol        // no ports (ICMP and the like)
 	SkipExpected        // related flow set up by a helper
 	SkipIncomplete      // tuples missing
+	SkipInvalid         // fails conn.Entry.Validate (mixed families)
 )
 
-var skipNames = [...]string{"", "protocol", "expected", "incomplete"}
+var skipNames = [...]string{"", "protocol", "expected", "incomplete", "invalid"}
 
 func (s Skip) String() string { return skipNames[s] }
 
@@ -38,6 +39,7 @@ func portProto(p uint8) bool {
 }
 
 // FlowToEntry maps a flow to an entry (Origin and Version left zero).
+// This is where a flow enters syncd, so the entry is checked here, once.
 func FlowToEntry(f *ct.Flow) (conn.Entry, Skip) {
 	o, r := f.TupleOrig, f.TupleReply
 	if !o.IP.SourceAddress.IsValid() || !o.IP.DestinationAddress.IsValid() || !r.IP.SourceAddress.IsValid() || !r.IP.DestinationAddress.IsValid() {
@@ -65,6 +67,9 @@ func FlowToEntry(f *ct.Flow) (conn.Entry, Skip) {
 	d := r.IP.DestinationAddress.Unmap().AsSlice()
 	d = binary.BigEndian.AppendUint16(d, r.Proto.DestinationPort)
 	e.PEData = binary.BigEndian.AppendUint16(d, f.Zone)
+	if e.Validate() != nil {
+		return conn.Entry{}, SkipInvalid
+	}
 	return e, NotSkipped
 }
 

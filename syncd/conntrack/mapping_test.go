@@ -50,10 +50,13 @@ func TestSkips(t *testing.T) {
 	icmp := ct.NewFlow(1, 0, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1"), 0, 0, 30, 0)
 	exp := natFlow()
 	exp.Status |= ct.StatusExpected
+	mixed := natFlow() // an IPv4-mapped client of an IPv6 service
+	mixed.TupleOrig.IP.SourceAddress = netip.MustParseAddr("::ffff:192.0.2.1")
+	mixed.TupleOrig.IP.DestinationAddress = netip.MustParseAddr("2001:db8::1")
 	for _, tc := range []struct {
 		f    ct.Flow
 		want Skip
-	}{{icmp, SkipProtocol}, {exp, SkipExpected}, {ct.Flow{}, SkipIncomplete}} {
+	}{{icmp, SkipProtocol}, {exp, SkipExpected}, {ct.Flow{}, SkipIncomplete}, {mixed, SkipInvalid}} {
 		if _, got := FlowToEntry(&tc.f); got != tc.want {
 			t.Errorf("skip %v, want %v", got, tc.want)
 		}

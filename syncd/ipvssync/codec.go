@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/saru-lb/saru/syncd/conn"
 )
 
 // Wire constants of the IPVS sync protocol.
@@ -32,11 +34,6 @@ const (
 
 	// ProtoVersion is SYNC_PROTO_VER, the header's version byte.
 	ProtoVersion = 1
-
-	// MaxPENameLen is IP_VS_PENAME_MAXLEN.
-	MaxPENameLen = 16
-	// MaxPEDataLen is IP_VS_PEDATA_MAXLEN.
-	MaxPEDataLen = 255
 )
 
 // DefaultGroup is IP_VS_SYNC_GROUP, the default multicast group.
@@ -60,88 +57,25 @@ const (
 	sverMask      = 0x0fff // SVER_MASK
 )
 
-// Connection flags (IP_VS_CONN_F_*, include/uapi/linux/ip_vs.h).
-const (
-	FlagFwdMask   uint32 = 0x0007
-	FlagMasq      uint32 = 0x0000
-	FlagLocalNode uint32 = 0x0001
-	FlagTunnel    uint32 = 0x0002
-	FlagDRoute    uint32 = 0x0003
-	FlagBypass    uint32 = 0x0004
-	FlagSync      uint32 = 0x0020
-	FlagHashed    uint32 = 0x0040
-	FlagNoOutput  uint32 = 0x0080
-	FlagInactive  uint32 = 0x0100
-	FlagOutSeq    uint32 = 0x0200
-	FlagInSeq     uint32 = 0x0400
-	FlagSeqMask   uint32 = 0x0600
-	FlagNoCPort   uint32 = 0x0800
-	FlagTemplate  uint32 = 0x1000
-	FlagOnePacket uint32 = 0x2000
-
-	// FlagBackupMask is IP_VS_CONN_F_BACKUP_MASK: the bits a backup keeps.
-	FlagBackupMask = FlagFwdMask | FlagNoOutput | FlagInactive | FlagSeqMask | FlagNoCPort | FlagTemplate
-)
-
-// SeqInfo is struct ip_vs_seq: TCP sequence adjustment for one direction.
-type SeqInfo struct {
-	InitSeq       uint32
-	Delta         uint32
-	PreviousDelta uint32
-}
-
-// SeqData is struct ip_vs_sync_conn_options (IPVS_OPT_SEQ_DATA).
-type SeqData struct {
-	In  SeqInfo
-	Out SeqInfo
-}
-
-// RawOption is an option the codec does not interpret. Only optional ones
-// (type with OptFParam set) survive decoding; they are re-emitted as-is.
-type RawOption struct {
-	Type uint8
-	Data []byte
-}
-
-// Conn is one connection record. All three addresses have one family; in
-// a version 0 message they are always IPv4 and FWMark and Timeout are 0.
-type Conn struct {
-	Protocol uint8
-	Flags    uint32
-	State    uint16
-	CPort    uint16
-	VPort    uint16
-	DPort    uint16
-	FWMark   uint32
-	Timeout  uint32 // seconds; 0 lets the receiver use its default for the state
-	CAddr    netip.Addr
-	VAddr    netip.Addr
-	DAddr    netip.Addr
-
-	Seq    *SeqData // IPVS_OPT_SEQ_DATA, nil when absent
-	PEData []byte   // IPVS_OPT_PE_DATA, nil when absent
-	PEName string   // IPVS_OPT_PE_NAME, "" when absent
-	// Extra holds optional options this codec does not know, in order.
-	Extra []RawOption
-}
-
-// IPv6 reports whether the record uses the 72-byte IPv6 layout: whether
-// CAddr is a 16-byte address (IPv4-mapped ones included, as the kernel
-// keeps them in an IPv6 record).
-func (c *Conn) IPv6() bool { return c.CAddr.Is6() }
-
-// Template reports whether the record is a persistence template.
-func (c *Conn) Template() bool { return c.Flags&FlagTemplate != 0 }
-
 // Message is one sync datagram.
 type Message struct {
 	// Version is 1, or 0 for the old format (decode only).
 	Version uint8
 	SyncID  uint8
-	Conns   []Conn
+	// Entries are the records the kernel's backup would take, in order,
+	// as syncd's entries (Origin and Version zero). Each has passed
+	// conn.Entry.Validate. In a version 0 message all are IPv4 and FWMark
+	// and Timeout are 0.
+	Entries []conn.Entry
+	// Refused are the well-formed records the backup would skip (an
+	// unknown protocol or state, a persistence-engine option without its
+	// pair) or that syncd cannot carry, each naming its field and offset.
+	// The backup goes on with the next record, and so does Decode.
+	Refused []DecodeError
 }
 
-// DecodeError is a malformed datagram: which field at which byte offset.
+// DecodeError is a malformed datagram or a refused record: which field at
+// which byte offset.
 type DecodeError struct {
 	Conn   int    // index of the record, -1 for the header
 	Field  string // the field at fault, as the kernel's structures name it
@@ -167,13 +101,15 @@ func IsV1Header(b []byte) bool {
 	return len(b) >= HeaderLen && b[0] == 0 && b[5] == ProtoVersion && b[6] == 0 && b[7] == 0
 }
 
-// Decode parses one sync datagram. It accepts what the kernel's backup
-// accepts structurally and reports, with field and offset, what the kernel
-// would drop: a size field that differs from the datagram, records running
-// past the end, an unknown record version, a malformed or duplicated
-// option, or an unknown mandatory option. Trailing bytes after the last
-// record are an error too (the kernel ignores them; its master never sends
-// any). Decode does not check protocols and states; Validate does.
+// Decode parses one sync datagram and checks each record once, where it
+// enters syncd. It fails, with field and offset, on what makes the kernel
+// drop the whole datagram: a size field that differs from the datagram,
+// records running past the end, an unknown record version, a malformed or
+// duplicated option, or an unknown mandatory option. Trailing bytes after
+// the last record are an error too (the kernel ignores them; its master
+// never sends any). Unknown optional options are skipped, as the kernel
+// skips them. A well-formed record that the backup would skip, or that
+// fails conn.Entry.Validate, goes to Message.Refused.
 func Decode(b []byte) (*Message, error) {
 	if len(b) < HeaderLenV0 {
 		return nil, derr(-1, "size", 0, "datagram of %d bytes is shorter than the %d-byte header", len(b), HeaderLenV0)
@@ -187,11 +123,73 @@ func Decode(b []byte) (*Message, error) {
 	return decodeV0(b)
 }
 
+// record is where a decoded record's fields lie in the datagram, so that a
+// refusal can name its offset.
+type record struct {
+	off            int // start of the record
+	v0, wide       bool
+	peData, peName int // offsets of the options, 0 when absent
+}
+
+// offset returns the datagram offset of a field of struct ip_vs_sync_v4,
+// _v6 or _conn_v0, or of an option.
+func (r *record) offset(field string) int {
+	addr := 4
+	if r.wide {
+		addr = 16
+	}
+	switch {
+	case field == "pe_data":
+		return r.peData
+	case field == "pe_name":
+		return r.peName
+	case r.v0:
+		return r.off + map[string]int{"protocol": 1, "caddr": 8, "vaddr": 12, "daddr": 16, "flags": 20, "state": 22}[field]
+	}
+	return r.off + map[string]int{"protocol": 1, "flags": 4, "state": 8, "caddr": 24, "vaddr": 24 + addr, "daddr": 24 + 2*addr}[field]
+}
+
+// kernelName names a field of conn.Entry as the kernel's structures do.
+func kernelName(field string) string {
+	switch field {
+	case "client_addr":
+		return "caddr"
+	case "virtual_addr":
+		return "vaddr"
+	case "dest_addr":
+		return "daddr"
+	}
+	return field
+}
+
+// check is the one check of a decoded record (accept), naming the field
+// and its offset.
+func (r *record) check(i int, e *conn.Entry) *DecodeError {
+	err := accept(e)
+	if err == nil {
+		return nil
+	}
+	var fe *conn.FieldError
+	errors.As(err, &fe)
+	field := kernelName(fe.Field)
+	return derr(i, field, r.offset(field), "%s", fe.Reason)
+}
+
+// accept is the check of an entry entering syncd from the kernel: what the
+// kernel's backup takes (validate), then what syncd can carry
+// (conn.Entry.Validate). Its errors hold a *conn.FieldError.
+func accept(e *conn.Entry) error {
+	if err := validate(e); err != nil {
+		return err
+	}
+	return e.Validate()
+}
+
 func decodeV1(b []byte) (*Message, error) {
 	m := &Message{Version: ProtoVersion, SyncID: b[1]}
 	n := int(b[4])
 	if n > 0 {
-		m.Conns = make([]Conn, 0, n)
+		m.Entries = make([]conn.Entry, 0, n)
 	}
 	off := HeaderLen
 	for i := 0; i < n; i++ {
@@ -207,11 +205,20 @@ func decodeV1(b []byte) (*Message, error) {
 		if end > len(b) {
 			return nil, derr(i, "ver_size", off+2, "record size %d runs past the %d-byte datagram", size, len(b))
 		}
-		c, err := decodeConnV1(b, i, off, end)
+		// Decoded in place, into memory make zeroed: an entry is large,
+		// and copying or clearing it costs more than the checks.
+		k := len(m.Entries)
+		m.Entries = m.Entries[:k+1]
+		e := &m.Entries[k]
+		r, err := decodeConnV1(b, i, off, end, e)
 		if err != nil {
 			return nil, err
 		}
-		m.Conns = append(m.Conns, c)
+		if err := r.check(i, e); err != nil {
+			m.Refused = append(m.Refused, *err)
+			*e = conn.Entry{} // for the next record
+			m.Entries = m.Entries[:k]
+		}
 		if i == n-1 {
 			off = end
 		} else {
@@ -224,53 +231,53 @@ func decodeV1(b []byte) (*Message, error) {
 	return m, nil
 }
 
-func decodeConnV1(b []byte, i, off, end int) (Conn, error) {
-	var c Conn
+func decodeConnV1(b []byte, i, off, end int, e *conn.Entry) (record, error) {
+	r := record{off: off}
 	typ := b[off]
 	fixed := ConnV4Len
 	switch {
 	case typ&typeFlagInet6 != 0:
 		if typ != typeFlagInet6 {
-			return c, derr(i, "type", off, "unknown type bits 0x%02x", typ)
+			return r, derr(i, "type", off, "unknown type bits 0x%02x", typ)
 		}
-		fixed = ConnV6Len
+		fixed, r.wide = ConnV6Len, true
 	case typ != 0:
-		return c, derr(i, "type", off, "unknown type 0x%02x", typ)
+		return r, derr(i, "type", off, "unknown type 0x%02x", typ)
 	}
 	if off+fixed > end {
-		return c, derr(i, "ver_size", off+2, "record size %d is shorter than the %d-byte %s record", end-off, fixed, map[bool]string{false: "IPv4", true: "IPv6"}[fixed == ConnV6Len])
+		return r, derr(i, "ver_size", off+2, "record size %d is shorter than the %d-byte %s record", end-off, fixed, map[bool]string{false: "IPv4", true: "IPv6"}[r.wide])
 	}
 	be := binary.BigEndian
-	c.Protocol = b[off+1]
-	c.Flags = be.Uint32(b[off+4:])
-	c.State = be.Uint16(b[off+8:])
-	c.CPort = be.Uint16(b[off+10:])
-	c.VPort = be.Uint16(b[off+12:])
-	c.DPort = be.Uint16(b[off+14:])
-	c.FWMark = be.Uint32(b[off+16:])
-	c.Timeout = be.Uint32(b[off+20:])
-	if fixed == ConnV6Len {
-		c.CAddr = netip.AddrFrom16([16]byte(b[off+24 : off+40]))
-		c.VAddr = netip.AddrFrom16([16]byte(b[off+40 : off+56]))
-		c.DAddr = netip.AddrFrom16([16]byte(b[off+56 : off+72]))
+	e.Protocol = b[off+1]
+	e.Flags = conn.Flags(be.Uint32(b[off+4:]))
+	e.State = be.Uint16(b[off+8:])
+	e.ClientPort = be.Uint16(b[off+10:])
+	e.VirtualPort = be.Uint16(b[off+12:])
+	e.DestPort = be.Uint16(b[off+14:])
+	e.FWMark = be.Uint32(b[off+16:])
+	e.Timeout = be.Uint32(b[off+20:])
+	if r.wide {
+		e.ClientAddr = netip.AddrFrom16([16]byte(b[off+24 : off+40]))
+		e.VirtualAddr = netip.AddrFrom16([16]byte(b[off+40 : off+56]))
+		e.DestAddr = netip.AddrFrom16([16]byte(b[off+56 : off+72]))
 	} else {
-		c.CAddr = netip.AddrFrom4([4]byte(b[off+24 : off+28]))
-		c.VAddr = netip.AddrFrom4([4]byte(b[off+28 : off+32]))
-		c.DAddr = netip.AddrFrom4([4]byte(b[off+32 : off+36]))
+		e.ClientAddr = netip.AddrFrom4([4]byte(b[off+24 : off+28]))
+		e.VirtualAddr = netip.AddrFrom4([4]byte(b[off+28 : off+32]))
+		e.DestAddr = netip.AddrFrom4([4]byte(b[off+32 : off+36]))
 	}
 	p := off + fixed
 	var seen uint8
 	for p < end {
 		if p+2 > end {
-			return c, derr(i, "option", p, "one byte left where an option header needs two")
+			return r, derr(i, "option", p, "one byte left where an option header needs two")
 		}
 		ptype, plen := b[p], int(b[p+1])
 		if plen == 0 {
-			return c, derr(i, "option length", p+1, "option type %d has length 0", ptype)
+			return r, derr(i, "option length", p+1, "option type %d has length 0", ptype)
 		}
 		data := b[p+2 : min(p+2+plen, end)]
 		if p+2+plen > end {
-			return c, derr(i, "option length", p+1, "option type %d of %d bytes runs past the record end at offset %d", ptype, plen, end)
+			return r, derr(i, "option length", p+1, "option type %d of %d bytes runs past the record end at offset %d", ptype, plen, end)
 		}
 		dup := func(bit uint8, name string) error {
 			if seen&bit != 0 {
@@ -282,45 +289,46 @@ func decodeConnV1(b []byte, i, off, end int) (Conn, error) {
 		switch ptype &^ OptFParam {
 		case OptSeqData:
 			if plen != SeqOptLen {
-				return c, derr(i, "seq_data", p+1, "length %d, want %d", plen, SeqOptLen)
+				return r, derr(i, "seq_data", p+1, "length %d, want %d", plen, SeqOptLen)
 			}
 			if err := dup(1, "seq_data"); err != nil {
-				return c, err
+				return r, err
 			}
-			c.Seq = &SeqData{
-				In:  SeqInfo{be.Uint32(data[0:]), be.Uint32(data[4:]), be.Uint32(data[8:])},
-				Out: SeqInfo{be.Uint32(data[12:]), be.Uint32(data[16:]), be.Uint32(data[20:])},
+			e.HasSeq = true
+			e.Seq = conn.SeqAdjust{
+				In:  conn.SeqInfo{InitSeq: be.Uint32(data[0:]), Delta: be.Uint32(data[4:]), PreviousDelta: be.Uint32(data[8:])},
+				Out: conn.SeqInfo{InitSeq: be.Uint32(data[12:]), Delta: be.Uint32(data[16:]), PreviousDelta: be.Uint32(data[20:])},
 			}
 		case OptPEData:
-			// plen is one byte, so never above MaxPEDataLen.
+			// plen is one byte, so never above conn.MaxPEDataLen.
 			if err := dup(2, "pe_data"); err != nil {
-				return c, err
+				return r, err
 			}
-			c.PEData = append([]byte(nil), data...)
+			e.PEData, r.peData = append([]byte(nil), data...), p
 		case OptPEName:
-			if plen > MaxPENameLen {
-				return c, derr(i, "pe_name", p+1, "length %d exceeds %d", plen, MaxPENameLen)
+			if plen > conn.MaxPENameLen {
+				return r, derr(i, "pe_name", p+1, "length %d exceeds %d", plen, conn.MaxPENameLen)
 			}
 			if err := dup(4, "pe_name"); err != nil {
-				return c, err
+				return r, err
 			}
-			c.PEName = string(data)
+			e.PEName, r.peName = string(data), p
 		default:
 			if ptype&OptFParam == 0 {
-				return c, derr(i, "option", p, "unknown mandatory option type %d", ptype)
+				return r, derr(i, "option", p, "unknown mandatory option type %d", ptype)
 			}
-			c.Extra = append(c.Extra, RawOption{Type: ptype, Data: append([]byte(nil), data...)})
+			// Optional and unknown: skipped, as the kernel skips it.
 		}
 		p += 2 + plen
 	}
-	return c, nil
+	return r, nil
 }
 
 func decodeV0(b []byte) (*Message, error) {
 	m := &Message{Version: 0, SyncID: b[1]}
 	n := int(b[0])
 	if n > 0 {
-		m.Conns = make([]Conn, 0, n)
+		m.Entries = make([]conn.Entry, 0, n)
 	}
 	off := HeaderLenV0
 	be := binary.BigEndian
@@ -328,19 +336,21 @@ func decodeV0(b []byte) (*Message, error) {
 		if off+ConnV0Len > len(b) {
 			return nil, derr(i, "nr_conns", 0, "v0 record %d at offset %d runs past the %d-byte datagram (header counts %d)", i, off, len(b), n)
 		}
-		c := Conn{
-			Protocol: b[off+1],
-			CPort:    be.Uint16(b[off+2:]),
-			VPort:    be.Uint16(b[off+4:]),
-			DPort:    be.Uint16(b[off+6:]),
-			CAddr:    netip.AddrFrom4([4]byte(b[off+8 : off+12])),
-			VAddr:    netip.AddrFrom4([4]byte(b[off+12 : off+16])),
-			DAddr:    netip.AddrFrom4([4]byte(b[off+16 : off+20])),
-			Flags:    uint32(be.Uint16(b[off+20:])),
-			State:    be.Uint16(b[off+22:]),
-		}
+		r := record{off: off, v0: true}
+		m.Entries = append(m.Entries, conn.Entry{
+			Protocol:    b[off+1],
+			ClientPort:  be.Uint16(b[off+2:]),
+			VirtualPort: be.Uint16(b[off+4:]),
+			DestPort:    be.Uint16(b[off+6:]),
+			ClientAddr:  netip.AddrFrom4([4]byte(b[off+8 : off+12])),
+			VirtualAddr: netip.AddrFrom4([4]byte(b[off+12 : off+16])),
+			DestAddr:    netip.AddrFrom4([4]byte(b[off+16 : off+20])),
+			Flags:       conn.Flags(be.Uint16(b[off+20:])),
+			State:       be.Uint16(b[off+22:]),
+		})
+		e := &m.Entries[len(m.Entries)-1]
 		off += ConnV0Len
-		if c.Flags&FlagSeqMask != 0 {
+		if e.Flags&conn.FlagSeqMask != 0 {
 			if off+SeqOptLen > len(b) {
 				return nil, derr(i, "seq_data", off, "v0 sequence options run past the %d-byte datagram", len(b))
 			}
@@ -349,13 +359,17 @@ func decodeV0(b []byte) (*Message, error) {
 			// little-endian.
 			le := binary.LittleEndian
 			d := b[off : off+SeqOptLen]
-			c.Seq = &SeqData{
-				In:  SeqInfo{le.Uint32(d[0:]), le.Uint32(d[4:]), le.Uint32(d[8:])},
-				Out: SeqInfo{le.Uint32(d[12:]), le.Uint32(d[16:]), le.Uint32(d[20:])},
+			e.HasSeq = true
+			e.Seq = conn.SeqAdjust{
+				In:  conn.SeqInfo{InitSeq: le.Uint32(d[0:]), Delta: le.Uint32(d[4:]), PreviousDelta: le.Uint32(d[8:])},
+				Out: conn.SeqInfo{InitSeq: le.Uint32(d[12:]), Delta: le.Uint32(d[16:]), PreviousDelta: le.Uint32(d[20:])},
 			}
 			off += SeqOptLen
 		}
-		m.Conns = append(m.Conns, c)
+		if err := r.check(i, e); err != nil {
+			m.Refused = append(m.Refused, *err)
+			m.Entries = m.Entries[:len(m.Entries)-1]
+		}
 	}
 	if off < len(b) {
 		return nil, derr(-1, "size", off, "%d trailing bytes after %d v0 records", len(b)-off, n)
@@ -363,25 +377,22 @@ func decodeV0(b []byte) (*Message, error) {
 	return m, nil
 }
 
-// Protocol numbers the kernel's backup knows (ip_vs_proto_get), with their
-// number of states (pp->num_states).
+// Protocol numbers the kernel's backup knows (ip_vs_proto_get) besides
+// conn's TCP, UDP and SCTP.
 const (
-	ProtoTCP  = 6
-	ProtoUDP  = 17
-	ProtoSCTP = 132
-	ProtoAH   = 51
-	ProtoESP  = 50
+	ProtoAH  = 51
+	ProtoESP = 50
 )
 
 // NumStates returns how many states the kernel defines for protocol, and
 // false when the kernel's backup does not know the protocol.
 func NumStates(protocol uint8) (int, bool) {
 	switch protocol {
-	case ProtoTCP:
+	case conn.ProtoTCP:
 		return TCPStateLast, true
-	case ProtoUDP:
+	case conn.ProtoUDP:
 		return 1, true // IP_VS_UDP_S_LAST
-	case ProtoSCTP:
+	case conn.ProtoSCTP:
 		return SCTPStateLast, true
 	case ProtoAH, ProtoESP:
 		return 1, true
@@ -392,100 +403,95 @@ func NumStates(protocol uint8) (int, bool) {
 // TemplateStateLast is IP_VS_CTPL_S_LAST: templates are NONE (0) or ASSURED (1).
 const TemplateStateLast = 2
 
-// ErrInvalid marks an entry that the kernel's backup would drop; errors
-// from Validate wrap it.
+// ErrInvalid marks an entry that the kernel's backup would drop; the
+// errors of validate, and so EncodeError, wrap it.
 var ErrInvalid = errors.New("invalid ipvs sync record")
 
-// Validate reports why the kernel's backup would drop c, or nil. The
-// checks mirror ip_vs_proc_sync_conn and ip_vs_conn_fill_param_sync.
-func (c *Conn) Validate() error {
-	if !c.CAddr.IsValid() || !c.VAddr.IsValid() || !c.DAddr.IsValid() {
-		return fmt.Errorf("%w: caddr, vaddr and daddr must all be set", ErrInvalid)
+// wide reports whether e takes the 72-byte IPv6 layout: whether its client
+// address is a 16-byte one (IPv4-mapped included, as the kernel keeps them
+// in an IPv6 record).
+func wide(e *conn.Entry) bool { return e.ClientAddr.Is6() }
+
+// validate reports why the kernel's backup would drop e, or nil: an error
+// wrapping ErrInvalid and a *conn.FieldError that names the field as
+// struct ip_vs_sync_v4 does. The checks mirror ip_vs_proc_sync_conn and
+// ip_vs_conn_fill_param_sync.
+func validate(e *conn.Entry) error {
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("%w: %w", ErrInvalid, &conn.FieldError{Field: field, Reason: fmt.Sprintf(format, a...)})
 	}
-	v6 := c.IPv6()
 	for _, a := range []struct {
 		n string
 		a netip.Addr
-	}{{"vaddr", c.VAddr}, {"daddr", c.DAddr}} {
-		if a.a.Is6() != v6 {
-			return fmt.Errorf("%w: %s %s is not the family of caddr %s", ErrInvalid, a.n, a.a, c.CAddr)
+	}{{"caddr", e.ClientAddr}, {"vaddr", e.VirtualAddr}, {"daddr", e.DestAddr}} {
+		if !a.a.IsValid() {
+			return bad(a.n, "missing")
+		}
+		if a.a.Is6() != wide(e) {
+			return bad(a.n, "%s is not the family of caddr %s", a.a, e.ClientAddr)
 		}
 	}
-	if c.Template() {
-		if c.State >= TemplateStateLast {
-			return fmt.Errorf("%w: state %d of a template (want 0 or 1)", ErrInvalid, c.State)
+	if e.Flags.Template() {
+		if e.State >= TemplateStateLast {
+			return bad("state", "%d of a template (want 0 or 1)", e.State)
 		}
 	} else {
-		n, ok := NumStates(c.Protocol)
+		n, ok := NumStates(e.Protocol)
 		if !ok {
-			return fmt.Errorf("%w: protocol %d unknown to IPVS", ErrInvalid, c.Protocol)
+			return bad("protocol", "%d unknown to IPVS", e.Protocol)
 		}
-		if int(c.State) >= n {
-			return fmt.Errorf("%w: state %d of protocol %d (it has %d states)", ErrInvalid, c.State, c.Protocol, n)
-		}
-	}
-	if len(c.PEData) > MaxPEDataLen {
-		return fmt.Errorf("%w: pe_data of %d bytes (at most %d)", ErrInvalid, len(c.PEData), MaxPEDataLen)
-	}
-	if len(c.PEName) > MaxPENameLen {
-		return fmt.Errorf("%w: pe_name of %d bytes (at most %d)", ErrInvalid, len(c.PEName), MaxPENameLen)
-	}
-	if len(c.PEData) > 0 && c.PEName == "" {
-		return fmt.Errorf("%w: pe_data without pe_name", ErrInvalid)
-	}
-	if len(c.PEData) == 0 && c.PEName != "" {
-		return fmt.Errorf("%w: pe_name %q without pe_data", ErrInvalid, c.PEName)
-	}
-	for _, o := range c.Extra {
-		if o.Type&OptFParam == 0 {
-			return fmt.Errorf("%w: extra option type %d lacks the optional bit", ErrInvalid, o.Type)
-		}
-		if len(o.Data) == 0 || len(o.Data) > 255 {
-			return fmt.Errorf("%w: extra option type %d has %d bytes (1..255)", ErrInvalid, o.Type, len(o.Data))
+		if int(e.State) >= n {
+			return bad("state", "%d of protocol %d (it has %d states)", e.State, e.Protocol, n)
 		}
 	}
-	if c.encodedLen() > sverMask {
-		return fmt.Errorf("%w: record of %d bytes exceeds the 12-bit size field", ErrInvalid, c.encodedLen())
+	if len(e.PEData) > conn.MaxPEDataLen {
+		return bad("pe_data", "%d bytes (at most %d)", len(e.PEData), conn.MaxPEDataLen)
+	}
+	if len(e.PEName) > conn.MaxPENameLen {
+		return bad("pe_name", "%d bytes (at most %d)", len(e.PEName), conn.MaxPENameLen)
+	}
+	if len(e.PEData) > 0 && e.PEName == "" {
+		return bad("pe_data", "set without pe_name")
+	}
+	if len(e.PEData) == 0 && e.PEName != "" {
+		return bad("pe_name", "%q without pe_data", e.PEName)
 	}
 	return nil
 }
 
 // encodedLen is the record's unpadded length.
-func (c *Conn) encodedLen() int {
+func encodedLen(e *conn.Entry) int {
 	n := ConnV4Len
-	if c.IPv6() {
+	if wide(e) {
 		n = ConnV6Len
 	}
-	if c.Seq != nil {
+	if e.HasSeq {
 		n += 2 + SeqOptLen
 	}
-	if len(c.PEData) > 0 {
-		n += 2 + len(c.PEData)
-		n += 2 + len(c.PEName)
-	}
-	for _, o := range c.Extra {
-		n += 2 + len(o.Data)
+	if len(e.PEData) > 0 {
+		n += 2 + len(e.PEData)
+		n += 2 + len(e.PEName)
 	}
 	return n
 }
 
-// appendConn appends c's record, unpadded. c must be valid.
-func appendConn(b []byte, c *Conn) []byte {
+// appendConn appends e's record, unpadded. e must be valid.
+func appendConn(b []byte, e *conn.Entry) []byte {
 	be := binary.BigEndian
 	var typ uint8
-	if c.IPv6() {
+	if wide(e) {
 		typ = typeFlagInet6
 	}
-	b = append(b, typ, c.Protocol)
-	b = be.AppendUint16(b, uint16(c.encodedLen())&sverMask)
-	b = be.AppendUint32(b, c.Flags)
-	b = be.AppendUint16(b, c.State)
-	b = be.AppendUint16(b, c.CPort)
-	b = be.AppendUint16(b, c.VPort)
-	b = be.AppendUint16(b, c.DPort)
-	b = be.AppendUint32(b, c.FWMark)
-	b = be.AppendUint32(b, c.Timeout)
-	for _, a := range []netip.Addr{c.CAddr, c.VAddr, c.DAddr} {
+	b = append(b, typ, e.Protocol)
+	b = be.AppendUint16(b, uint16(encodedLen(e))&sverMask)
+	b = be.AppendUint32(b, uint32(e.Flags))
+	b = be.AppendUint16(b, e.State)
+	b = be.AppendUint16(b, e.ClientPort)
+	b = be.AppendUint16(b, e.VirtualPort)
+	b = be.AppendUint16(b, e.DestPort)
+	b = be.AppendUint32(b, e.FWMark)
+	b = be.AppendUint32(b, e.Timeout)
+	for _, a := range []netip.Addr{e.ClientAddr, e.VirtualAddr, e.DestAddr} {
 		if typ == typeFlagInet6 {
 			a16 := a.As16()
 			b = append(b, a16[:]...)
@@ -494,30 +500,47 @@ func appendConn(b []byte, c *Conn) []byte {
 			b = append(b, a4[:]...)
 		}
 	}
-	if c.Seq != nil {
+	if e.HasSeq {
 		b = append(b, OptSeqData, SeqOptLen)
-		for _, s := range []SeqInfo{c.Seq.In, c.Seq.Out} {
+		for _, s := range []conn.SeqInfo{e.Seq.In, e.Seq.Out} {
 			b = be.AppendUint32(b, s.InitSeq)
 			b = be.AppendUint32(b, s.Delta)
 			b = be.AppendUint32(b, s.PreviousDelta)
 		}
 	}
-	if len(c.PEData) > 0 {
-		b = append(b, OptPEData, uint8(len(c.PEData)))
-		b = append(b, c.PEData...)
-		b = append(b, OptPEName, uint8(len(c.PEName)))
-		b = append(b, c.PEName...)
-	}
-	for _, o := range c.Extra {
-		b = append(b, o.Type, uint8(len(o.Data)))
-		b = append(b, o.Data...)
+	if len(e.PEData) > 0 {
+		b = append(b, OptPEData, uint8(len(e.PEData)))
+		b = append(b, e.PEData...)
+		b = append(b, OptPEName, uint8(len(e.PEName)))
+		b = append(b, e.PEName...)
 	}
 	return b
 }
 
-// EncodeError reports a record Pack or AppendMessage refused.
+// appendRecord appends e's record to the datagram msg that starts at
+// start and holds n records, padding the previous one to 4 bytes.
+func appendRecord(msg []byte, start, n int, e *conn.Entry) []byte {
+	if n > 0 {
+		for (len(msg)-start)%4 != 0 {
+			msg = append(msg, 0)
+		}
+	}
+	return appendConn(msg, e)
+}
+
+// appendHeader appends a version 1 header; finishHeader sets its size and count.
+func appendHeader(b []byte, syncID uint8) []byte {
+	return append(b, 0, syncID, 0, 0, 0, ProtoVersion, 0, 0)
+}
+
+func finishHeader(msg []byte, n int) {
+	binary.BigEndian.PutUint16(msg[2:4], uint16(len(msg)))
+	msg[4] = uint8(n)
+}
+
+// EncodeError reports an entry Pack or AppendMessage refused.
 type EncodeError struct {
-	Conn int // index into the records given
+	Conn int // index into the entries given
 	Err  error
 }
 
@@ -526,26 +549,27 @@ func (e *EncodeError) Error() string {
 }
 func (e *EncodeError) Unwrap() error { return e.Err }
 
-// AppendMessage appends one version 1 datagram holding all of conns to b.
-// It fails, appending nothing, if a record is invalid, if there are more
-// than MaxConnsPerMessage records or if the datagram would exceed maxLen
-// (DefaultMaxLen when maxLen <= 0).
-func AppendMessage(b []byte, syncID uint8, conns []Conn, maxLen int) ([]byte, error) {
+// AppendMessage appends one version 1 datagram holding all of entries to
+// b. It fails, appending nothing, if the kernel's backup would drop an
+// entry (an *EncodeError), if there are more than MaxConnsPerMessage
+// entries or if the datagram would exceed maxLen (DefaultMaxLen when
+// maxLen <= 0).
+func AppendMessage(b []byte, syncID uint8, entries []conn.Entry, maxLen int) ([]byte, error) {
 	if maxLen <= 0 {
 		maxLen = DefaultMaxLen
 	}
-	if len(conns) > MaxConnsPerMessage {
-		return b, fmt.Errorf("ipvs sync encode: %d records, at most %d per message", len(conns), MaxConnsPerMessage)
+	if len(entries) > MaxConnsPerMessage {
+		return b, fmt.Errorf("ipvs sync encode: %d records, at most %d per message", len(entries), MaxConnsPerMessage)
 	}
 	size := HeaderLen
-	for i := range conns {
-		if err := conns[i].Validate(); err != nil {
+	for i := range entries {
+		if err := validate(&entries[i]); err != nil {
 			return b, &EncodeError{Conn: i, Err: err}
 		}
 		if i > 0 {
 			size = (size + 3) &^ 3
 		}
-		size += conns[i].encodedLen()
+		size += encodedLen(&entries[i])
 	}
 	if size > maxLen {
 		return b, fmt.Errorf("ipvs sync encode: message of %d bytes exceeds maxlen %d", size, maxLen)
@@ -554,67 +578,53 @@ func AppendMessage(b []byte, syncID uint8, conns []Conn, maxLen int) ([]byte, er
 		return b, fmt.Errorf("ipvs sync encode: message of %d bytes exceeds the 16-bit size field", size)
 	}
 	start := len(b)
-	b = append(b, 0, syncID)
-	b = binary.BigEndian.AppendUint16(b, uint16(size))
-	b = append(b, uint8(len(conns)), ProtoVersion, 0, 0)
-	for i := range conns {
-		if i > 0 {
-			for (len(b)-start)%4 != 0 {
-				b = append(b, 0)
-			}
-		}
-		b = appendConn(b, &conns[i])
+	b = appendHeader(b, syncID)
+	for i := range entries {
+		b = appendRecord(b, start, i, &entries[i])
 	}
+	finishHeader(b[start:], len(entries))
 	return b, nil
 }
 
-// Pack splits conns into as few version 1 datagrams as fit in maxLen
-// (DefaultMaxLen when maxLen <= 0), in order, as the kernel's master packs
-// them. It returns an *EncodeError, and no datagrams, if a record is
-// invalid or cannot fit in a datagram on its own.
-func Pack(syncID uint8, conns []Conn, maxLen int) ([][]byte, error) {
+// Pack splits entries into as few version 1 datagrams as fit in maxLen
+// (DefaultMaxLen when maxLen <= 0, at most 65535), in order, as the
+// kernel's master packs them. An entry the kernel's backup would drop, or
+// too large for a datagram on its own, is left out and reported in
+// refused, so that one bad entry does not hold back the rest.
+func Pack(syncID uint8, entries []conn.Entry, maxLen int) (msgs [][]byte, refused []EncodeError) {
 	if maxLen <= 0 {
 		maxLen = DefaultMaxLen
 	}
-	var out [][]byte
-	first, size := 0, HeaderLen
-	flush := func(end int) error {
-		if end == first {
-			return nil
+	maxLen = min(maxLen, 0xffff)
+	var msg []byte // the datagram being filled, with n records
+	n := 0
+	flush := func() {
+		if n > 0 {
+			finishHeader(msg, n)
+			msgs = append(msgs, msg)
 		}
-		msg, err := AppendMessage(nil, syncID, conns[first:end], maxLen)
-		if err != nil {
-			var ee *EncodeError
-			if errors.As(err, &ee) {
-				ee.Conn += first
-			}
-			return err
-		}
-		out = append(out, msg)
-		return nil
+		msg, n = nil, 0
 	}
-	for i := range conns {
-		if err := conns[i].Validate(); err != nil {
-			return nil, &EncodeError{Conn: i, Err: err}
+	for i := range entries {
+		e := &entries[i]
+		if err := validate(e); err != nil {
+			refused = append(refused, EncodeError{Conn: i, Err: err})
+			continue
 		}
-		l := conns[i].encodedLen()
+		l := encodedLen(e)
 		if HeaderLen+l > maxLen {
-			return nil, &EncodeError{Conn: i, Err: fmt.Errorf("%w: record of %d bytes does not fit a %d-byte message", ErrInvalid, l, maxLen)}
+			refused = append(refused, EncodeError{Conn: i, Err: fmt.Errorf("%w: record of %d bytes does not fit a %d-byte message", ErrInvalid, l, maxLen)})
+			continue
 		}
-		padded := size
-		if i > first {
-			padded = (size + 3) &^ 3
+		if n > 0 && (((len(msg)+3)&^3)+l > maxLen || n == MaxConnsPerMessage) {
+			flush()
 		}
-		if padded+l > maxLen || i-first == MaxConnsPerMessage {
-			if err := flush(i); err != nil {
-				return nil, err
-			}
-			first, padded = i, HeaderLen
+		if n == 0 {
+			msg = appendHeader(nil, syncID)
 		}
-		size = padded + l
+		msg = appendRecord(msg, 0, n, e)
+		n++
 	}
-	if err := flush(len(conns)); err != nil {
-		return nil, err
-	}
-	return out, nil
+	flush()
+	return msgs, refused
 }

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/saru-lb/saru/syncd/conn"
 )
 
 // hexb turns a hex dump with spaces and newlines into bytes.
@@ -32,17 +34,17 @@ func TestDecodeV4HandBuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Message{Version: 1, SyncID: 7, Conns: []Conn{{
-		Protocol: ProtoTCP, Flags: FlagDRoute, State: TCPEstablished,
-		CPort: 50000, VPort: 80, DPort: 8080, Timeout: 900,
-		CAddr: netip.MustParseAddr("10.0.0.1"), VAddr: netip.MustParseAddr("10.0.0.254"),
-		DAddr: netip.MustParseAddr("192.168.1.2"),
+	want := &Message{Version: 1, SyncID: 7, Entries: []conn.Entry{{
+		Protocol: conn.ProtoTCP, Flags: conn.FlagDRoute, State: TCPEstablished,
+		ClientPort: 50000, VirtualPort: 80, DestPort: 8080, Timeout: 900,
+		ClientAddr: netip.MustParseAddr("10.0.0.1"), VirtualAddr: netip.MustParseAddr("10.0.0.254"),
+		DestAddr: netip.MustParseAddr("192.168.1.2"),
 	}}}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("got %+v\nwant %+v", m, want)
 	}
 	// Encoding it again gives the same bytes.
-	b, err := AppendMessage(nil, 7, m.Conns, 0)
+	b, err := AppendMessage(nil, 7, m.Entries, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,20 +77,20 @@ func TestDecodeV6WithOptionsAndPadding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Conns) != 2 {
-		t.Fatalf("%d conns", len(m.Conns))
+	if len(m.Entries) != 2 {
+		t.Fatalf("%d conns", len(m.Entries))
 	}
-	c0, c1 := m.Conns[0], m.Conns[1]
-	if !c0.IPv6() || !c0.Template() || c0.PEName != "sip" || string(c0.PEData) != "abc" || c0.Timeout != 10 || c0.Protocol != ProtoUDP {
+	c0, c1 := m.Entries[0], m.Entries[1]
+	if !c0.IPv6() || !c0.Flags.Template() || c0.PEName != "sip" || string(c0.PEData) != "abc" || c0.Timeout != 10 || c0.Protocol != conn.ProtoUDP {
 		t.Fatalf("conn 0: %+v", c0)
 	}
-	if c1.Seq == nil || c1.Seq.In != (SeqInfo{1, 2, 3}) || c1.Seq.Out != (SeqInfo{4, 5, 6}) || c1.FWMark != 42 || c1.CPort != 54321 {
+	if !c1.HasSeq || c1.Seq.In != (conn.SeqInfo{InitSeq: 1, Delta: 2, PreviousDelta: 3}) || c1.Seq.Out != (conn.SeqInfo{InitSeq: 4, Delta: 5, PreviousDelta: 6}) || c1.FWMark != 42 || c1.ClientPort != 54321 {
 		t.Fatalf("conn 1: %+v", c1)
 	}
-	if c1.DAddr != netip.MustParseAddr("2001:db8::a03") {
-		t.Fatalf("conn 1 daddr %s", c1.DAddr)
+	if c1.DestAddr != netip.MustParseAddr("2001:db8::a03") {
+		t.Fatalf("conn 1 daddr %s", c1.DestAddr)
 	}
-	re, err := AppendMessage(nil, 1, m.Conns, 0)
+	re, err := AppendMessage(nil, 1, m.Entries, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +99,9 @@ func TestDecodeV6WithOptionsAndPadding(t *testing.T) {
 	}
 }
 
-func TestDecodeOptionalUnknownOptionKept(t *testing.T) {
-	// IPv4 record with an unknown optional option (type 5|F_PARAM, 2 bytes).
+func TestDecodeOptionalUnknownOptionSkipped(t *testing.T) {
+	// IPv4 record with an unknown optional option (type 5|F_PARAM, 2
+	// bytes): the kernel skips the option and takes the record.
 	s := `00 00 0030 01 01 0000
 00 06 0028 00000000 0001 0001 0002 0003 00000000 00000000
 01020304 05060708 090a0b0c 45 02 beef`
@@ -106,8 +109,47 @@ func TestDecodeOptionalUnknownOptionKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m.Conns[0].Extra; len(got) != 1 || got[0].Type != 0x45 || !bytes.Equal(got[0].Data, []byte{0xbe, 0xef}) {
-		t.Fatalf("extra %+v", got)
+	want := []conn.Entry{{Protocol: conn.ProtoTCP, State: 1, ClientPort: 1, VirtualPort: 2, DestPort: 3,
+		ClientAddr: netip.MustParseAddr("1.2.3.4"), VirtualAddr: netip.MustParseAddr("5.6.7.8"), DestAddr: netip.MustParseAddr("9.10.11.12")}}
+	if !reflect.DeepEqual(m.Entries, want) || len(m.Refused) != 0 {
+		t.Fatalf("entries %+v refused %v", m.Entries, m.Refused)
+	}
+}
+
+// A well-formed record the kernel's backup would skip, or syncd could not
+// carry, is refused with its field and offset; the others are kept.
+func TestDecodeRefusesRecords(t *testing.T) {
+	good := v4Conn(1)
+	badState := v4Conn(2)
+	fwmarkTemplate := v4Conn(3)
+	fwmarkTemplate.Protocol, fwmarkTemplate.Flags, fwmarkTemplate.State = 0, conn.FlagTemplate, 1
+	mixed := v4Conn(4) // an IPv4-mapped client in an IPv6 record
+	mixed.ClientAddr = netip.MustParseAddr("::ffff:10.1.0.4")
+	mixed.VirtualAddr, mixed.DestAddr = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	msg, err := AppendMessage(nil, 0, []conn.Entry{good, badState, fwmarkTemplate, mixed}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg[8+36+9] = TCPStateLast // record 1's state, low byte
+	m, err := Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m.Entries, []conn.Entry{good}) {
+		t.Fatalf("entries %+v", m.Entries)
+	}
+	want := []struct {
+		conn   int
+		field  string
+		offset int
+	}{{1, "state", 8 + 36 + 8}, {2, "protocol", 8 + 72 + 1}, {3, "vaddr", 8 + 108 + 40}}
+	if len(m.Refused) != len(want) {
+		t.Fatalf("refused %v", m.Refused)
+	}
+	for i, w := range want {
+		if r := m.Refused[i]; r.Conn != w.conn || r.Field != w.field || r.Offset != w.offset {
+			t.Errorf("refusal %d: %v, want conn %d field %s offset %d", i, &r, w.conn, w.field, w.offset)
+		}
 	}
 }
 
@@ -122,16 +164,16 @@ func TestDecodeV0(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Version != 0 || m.SyncID != 3 || len(m.Conns) != 2 {
+	if m.Version != 0 || m.SyncID != 3 || len(m.Entries) != 2 {
 		t.Fatalf("%+v", m)
 	}
-	if c := m.Conns[0]; c.Protocol != ProtoTCP || c.Flags != FlagDRoute || c.State != 1 || c.CPort != 50000 || c.Seq != nil {
+	if c := m.Entries[0]; c.Protocol != conn.ProtoTCP || c.Flags != conn.FlagDRoute || c.State != 1 || c.ClientPort != 50000 || c.HasSeq {
 		t.Fatalf("conn 0 %+v", c)
 	}
-	if c := m.Conns[1]; c.Protocol != ProtoUDP || c.Seq == nil || c.Seq.In != (SeqInfo{1, 2, 3}) || c.Seq.Out != (SeqInfo{4, 5, 6}) {
+	if c := m.Entries[1]; c.Protocol != conn.ProtoUDP || !c.HasSeq || c.Seq.In != (conn.SeqInfo{InitSeq: 1, Delta: 2, PreviousDelta: 3}) || c.Seq.Out != (conn.SeqInfo{InitSeq: 4, Delta: 5, PreviousDelta: 6}) {
 		t.Fatalf("conn 1 %+v", c)
 	}
-	if _, err := AppendMessage(nil, 0, m.Conns, 0); err != nil {
+	if _, err := AppendMessage(nil, 0, m.Entries, 0); err != nil {
 		t.Fatalf("v0 records re-encode as v1: %v", err)
 	}
 }
@@ -222,68 +264,67 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
-func v4Conn(i int) Conn {
-	return Conn{
-		Protocol: ProtoTCP, Flags: FlagMasq, State: TCPEstablished,
-		CPort: uint16(1024 + i), VPort: 80, DPort: 80, Timeout: 900,
-		CAddr: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}),
-		VAddr: netip.MustParseAddr("10.0.0.254"), DAddr: netip.MustParseAddr("10.0.1.1"),
+func v4Conn(i int) conn.Entry {
+	return conn.Entry{
+		Protocol: conn.ProtoTCP, Flags: conn.FlagMasq, State: TCPEstablished,
+		ClientPort: uint16(1024 + i), VirtualPort: 80, DestPort: 80, Timeout: 900,
+		ClientAddr:  netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}),
+		VirtualAddr: netip.MustParseAddr("10.0.0.254"), DestAddr: netip.MustParseAddr("10.0.1.1"),
 	}
 }
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		f    func(c *Conn)
+		f    func(c *conn.Entry)
 		ok   bool
 	}{
-		{"ok", func(c *Conn) {}, true},
-		{"tcp state 10 ok", func(c *Conn) { c.State = TCPSynAck }, true},
-		{"tcp state 11", func(c *Conn) { c.State = TCPStateLast }, false},
-		{"udp state 1", func(c *Conn) { c.Protocol, c.State = ProtoUDP, 1 }, false},
-		{"sctp state 13 ok", func(c *Conn) { c.Protocol, c.State = ProtoSCTP, 13 }, true},
-		{"sctp state 14", func(c *Conn) { c.Protocol, c.State = ProtoSCTP, 14 }, false},
-		{"unknown protocol", func(c *Conn) { c.Protocol = 1 }, false},
-		{"template any protocol", func(c *Conn) { c.Protocol, c.Flags, c.State = 0, FlagTemplate, 1 }, true},
-		{"template state 2", func(c *Conn) { c.Flags, c.State = FlagTemplate, 2 }, false},
-		{"mixed family", func(c *Conn) { c.DAddr = netip.MustParseAddr("2001:db8::1") }, false},
-		{"missing addr", func(c *Conn) { c.VAddr = netip.Addr{} }, false},
-		{"pe data no name", func(c *Conn) { c.PEData = []byte("x") }, false},
-		{"pe name no data", func(c *Conn) { c.PEName = "sip" }, false},
-		{"pe name too long", func(c *Conn) { c.PEData, c.PEName = []byte("x"), strings.Repeat("n", 17) }, false},
-		{"pe data too long", func(c *Conn) { c.PEData, c.PEName = make([]byte, 256), "sip" }, false},
-		{"mandatory extra", func(c *Conn) { c.Extra = []RawOption{{Type: 5, Data: []byte{1}}} }, false},
-		{"empty extra", func(c *Conn) { c.Extra = []RawOption{{Type: 0x45}} }, false},
+		{"ok", func(c *conn.Entry) {}, true},
+		{"tcp state 10 ok", func(c *conn.Entry) { c.State = TCPSynAck }, true},
+		{"tcp state 11", func(c *conn.Entry) { c.State = TCPStateLast }, false},
+		{"udp state 1", func(c *conn.Entry) { c.Protocol, c.State = conn.ProtoUDP, 1 }, false},
+		{"sctp state 13 ok", func(c *conn.Entry) { c.Protocol, c.State = conn.ProtoSCTP, 13 }, true},
+		{"sctp state 14", func(c *conn.Entry) { c.Protocol, c.State = conn.ProtoSCTP, 14 }, false},
+		{"unknown protocol", func(c *conn.Entry) { c.Protocol = 1 }, false},
+		{"template any protocol", func(c *conn.Entry) { c.Protocol, c.Flags, c.State = 0, conn.FlagTemplate, 1 }, true},
+		{"template state 2", func(c *conn.Entry) { c.Flags, c.State = conn.FlagTemplate, 2 }, false},
+		{"mixed family", func(c *conn.Entry) { c.DestAddr = netip.MustParseAddr("2001:db8::1") }, false},
+		{"missing addr", func(c *conn.Entry) { c.VirtualAddr = netip.Addr{} }, false},
+		{"pe data no name", func(c *conn.Entry) { c.PEData = []byte("x") }, false},
+		{"pe name no data", func(c *conn.Entry) { c.PEName = "sip" }, false},
+		{"pe name too long", func(c *conn.Entry) { c.PEData, c.PEName = []byte("x"), strings.Repeat("n", 17) }, false},
+		{"pe data too long", func(c *conn.Entry) { c.PEData, c.PEName = make([]byte, 256), "sip" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := v4Conn(1)
 			tt.f(&c)
-			err := c.Validate()
+			err := validate(&c)
 			if (err == nil) != tt.ok {
-				t.Fatalf("Validate = %v, want ok=%v", err, tt.ok)
+				t.Fatalf("validate = %v, want ok=%v", err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			var fe *conn.FieldError
+			if err != nil && (!errors.Is(err, ErrInvalid) || !errors.As(err, &fe)) {
+				t.Fatalf("error %v does not wrap ErrInvalid and a field", err)
 			}
 		})
 	}
 }
 
 func TestPackSplitsAtMaxLen(t *testing.T) {
-	conns := make([]Conn, 100)
+	conns := make([]conn.Entry, 100)
 	for i := range conns {
 		conns[i] = v4Conn(i)
 	}
-	msgs, err := Pack(9, conns, 0)
-	if err != nil {
-		t.Fatal(err)
+	msgs, refused := Pack(9, conns, 0)
+	if refused != nil {
+		t.Fatal(refused)
 	}
 	// (1472-8)/36 = 40 records per message.
 	if len(msgs) != 3 {
 		t.Fatalf("%d messages, want 3", len(msgs))
 	}
-	var got []Conn
+	var got []conn.Entry
 	for i, b := range msgs {
 		if len(b) > DefaultMaxLen {
 			t.Fatalf("message %d is %d bytes", i, len(b))
@@ -295,7 +336,7 @@ func TestPackSplitsAtMaxLen(t *testing.T) {
 		if m.SyncID != 9 {
 			t.Fatalf("syncid %d", m.SyncID)
 		}
-		got = append(got, m.Conns...)
+		got = append(got, m.Entries...)
 	}
 	if len(msgs[0]) != 8+40*36 {
 		t.Fatalf("first message %d bytes, want %d", len(msgs[0]), 8+40*36)
@@ -306,13 +347,13 @@ func TestPackSplitsAtMaxLen(t *testing.T) {
 }
 
 func TestPackCapsRecordCount(t *testing.T) {
-	conns := make([]Conn, 300)
+	conns := make([]conn.Entry, 300)
 	for i := range conns {
 		conns[i] = v4Conn(i)
 	}
-	msgs, err := Pack(0, conns, 65000)
-	if err != nil {
-		t.Fatal(err)
+	msgs, refused := Pack(0, conns, 65000)
+	if refused != nil {
+		t.Fatal(refused)
 	}
 	if len(msgs) != 2 || msgs[0][4] != 255 || msgs[1][4] != 45 {
 		t.Fatalf("%d messages", len(msgs))
@@ -322,17 +363,19 @@ func TestPackCapsRecordCount(t *testing.T) {
 func TestPackRefuses(t *testing.T) {
 	bad := v4Conn(0)
 	bad.State = 99
-	_, err := Pack(0, []Conn{v4Conn(1), bad}, 0)
-	var ee *EncodeError
-	if !errors.As(err, &ee) || ee.Conn != 1 || !errors.Is(err, ErrInvalid) {
-		t.Fatalf("err = %v", err)
+	msgs, refused := Pack(0, []conn.Entry{v4Conn(1), bad}, 0)
+	if len(refused) != 1 || refused[0].Conn != 1 || !errors.Is(&refused[0], ErrInvalid) {
+		t.Fatalf("refused = %v", refused)
+	}
+	if m, err := Decode(msgs[0]); len(msgs) != 1 || err != nil || !reflect.DeepEqual(m.Entries, []conn.Entry{v4Conn(1)}) {
+		t.Fatalf("the valid entry was not packed alone: %d messages, %v", len(msgs), err)
 	}
 	big := v4Conn(0)
 	big.PEData, big.PEName = make([]byte, 255), "sip"
-	if _, err := Pack(0, []Conn{big}, 200); !errors.As(err, &ee) {
-		t.Fatalf("oversized record: err = %v", err)
+	if msgs, refused := Pack(0, []conn.Entry{big}, 200); len(refused) != 1 || len(msgs) != 0 {
+		t.Fatalf("oversized record: refused = %v", refused)
 	}
-	if _, err := AppendMessage(nil, 0, []Conn{v4Conn(0), v4Conn(1)}, 70); err == nil {
+	if _, err := AppendMessage(nil, 0, []conn.Entry{v4Conn(0), v4Conn(1)}, 70); err == nil {
 		t.Fatal("AppendMessage over maxlen succeeded")
 	}
 }

@@ -6,9 +6,10 @@ import (
 	"testing"
 )
 
-// FuzzDecode checks that Decode never panics, that its errors are
-// *DecodeError values pointing inside the datagram, and that whatever it
-// accepts and Validate passes encodes and decodes back to the same records.
+// FuzzDecode checks that Decode never panics, that its errors and
+// refusals are *DecodeError values pointing inside the datagram, that
+// every entry it returns passes the checks it promises, and that those
+// entries encode and decode back to the same entries.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 8, 0, 1, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -23,15 +24,20 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if len(m.Conns) > MaxConnsPerMessage {
-			t.Fatalf("%d records", len(m.Conns))
+		if len(m.Entries) > MaxConnsPerMessage {
+			t.Fatalf("%d records", len(m.Entries))
 		}
-		for i := range m.Conns {
-			if m.Conns[i].Validate() != nil {
-				return
+		for _, r := range m.Refused {
+			if r.Conn < 0 || r.Offset < 0 || r.Offset >= len(b) {
+				t.Fatalf("refusal %v outside the %d-byte datagram", &r, len(b))
 			}
 		}
-		re, err := AppendMessage(nil, m.SyncID, m.Conns, 0xffff)
+		for i := range m.Entries {
+			if err := accept(&m.Entries[i]); err != nil {
+				t.Fatalf("entry %d returned unchecked: %v", i, err)
+			}
+		}
+		re, err := AppendMessage(nil, m.SyncID, m.Entries, 0xffff)
 		if err != nil {
 			t.Fatalf("re-encode of accepted records: %v", err)
 		}
@@ -39,8 +45,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode of re-encoded message: %v", err)
 		}
-		if !reflect.DeepEqual(m2.Conns, m.Conns) {
-			t.Fatalf("round trip differs:\n%+v\n%+v", m2.Conns, m.Conns)
+		if len(m2.Refused) != 0 || (len(m.Entries) > 0 && !reflect.DeepEqual(m2.Entries, m.Entries)) || len(m2.Entries) != len(m.Entries) {
+			t.Fatalf("round trip differs:\n%+v\n%+v", m2.Entries, m.Entries)
 		}
 		if m.Version == ProtoVersion && len(re) > len(b) {
 			t.Fatalf("re-encoding grew the message from %d to %d bytes", len(b), len(re))

@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/saru-lb/saru/syncd/conn"
 )
 
 // describe renders a record as the lab test logs the master's messages.
-func describe(c *Conn) string {
-	return fmt.Sprintf("%s:%d-%s:%d-%s:%d/p%d/f%#x/s%d/t%d", c.CAddr, c.CPort, c.VAddr, c.VPort, c.DAddr, c.DPort, c.Protocol, c.Flags, c.State, c.Timeout)
+func describe(c *conn.Entry) string {
+	return fmt.Sprintf("%s:%d-%s:%d-%s:%d/p%d/f%#x/s%d/t%d", c.ClientAddr, c.ClientPort, c.VirtualAddr, c.VirtualPort, c.DestAddr, c.DestPort, c.Protocol, c.Flags, c.State, c.Timeout)
 }
 
 // TestGoldenKernelMessages decodes datagrams captured from the kernel's
@@ -47,21 +49,21 @@ func TestGoldenKernelMessages(t *testing.T) {
 			if strings.HasPrefix(filepath.Base(file), "v0_") {
 				wantVersion = 0
 			}
-			if m.Version != wantVersion || len(m.Conns) != len(lines)-1 {
-				t.Fatalf("version %d, %d records, want version %d, %d records", m.Version, len(m.Conns), wantVersion, len(lines)-1)
+			if m.Version != wantVersion || len(m.Entries) != len(lines)-1 || len(m.Refused) != 0 {
+				t.Fatalf("version %d, %d records, want version %d, %d records", m.Version, len(m.Entries), wantVersion, len(lines)-1)
 			}
-			for i := range m.Conns {
-				if got := describe(&m.Conns[i]); got != lines[i+1] {
+			for i := range m.Entries {
+				if got := describe(&m.Entries[i]); got != lines[i+1] {
 					t.Errorf("record %d: %s, want %s", i, got, lines[i+1])
 				}
-				if err := m.Conns[i].Validate(); err != nil {
+				if err := accept(&m.Entries[i]); err != nil {
 					t.Errorf("record %d: %v", i, err)
 				}
 			}
 			if m.Version == 0 {
 				return // the codec writes version 1 only
 			}
-			re, err := AppendMessage(nil, m.SyncID, m.Conns, DefaultMaxLen)
+			re, err := AppendMessage(nil, m.SyncID, m.Entries, DefaultMaxLen)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/saru-lb/saru/syncd/conn"
 )
 
 // ProcConn is one line of /proc/net/ip_vs_conn (ip_vs_conn_seq_show).
@@ -54,7 +56,7 @@ func (e *ProcError) Error() string {
 }
 
 var protoNames = map[string]uint8{
-	"IP": 0, "ICMP": 1, "TCP": ProtoTCP, "UDP": ProtoUDP, "SCTP": ProtoSCTP,
+	"IP": 0, "ICMP": 1, "TCP": conn.ProtoTCP, "UDP": conn.ProtoUDP, "SCTP": conn.ProtoSCTP,
 	"ICMPv6": 58, "AH": ProtoAH, "ESP": ProtoESP,
 }
 
@@ -178,43 +180,40 @@ func parseProcAddr(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// RefreshConn turns a table entry into a sync record that recreates it on
-// a peer with the time it has left here (at least one second, since 0
-// would mean the receiver's default). The kernel's backup takes the
-// forwarding method from the real server it binds the entry to, so no
-// forwarding flags are needed. Entries whose state the kernel did not
-// print by a known name are refused, as the backup would drop them.
+// refreshEntry turns a table entry into an entry that recreates it on a
+// peer with the time it has left here (at least one second, since 0 would
+// mean the receiver's default). The kernel's backup takes the forwarding
+// method from the real server it binds the entry to, so no forwarding
+// flags are needed. It refuses only an entry whose state the kernel did
+// not print by a known name; Tracker.Changed, where table entries enter
+// syncd, checks the rest (accept).
 //
 // The table does not show fwmarks: an entry of a fwmark service is sent
 // with fwmark 0 except a fwmark template, whose virtual address holds the
 // mark as the kernel stores it.
-func RefreshConn(pc ProcConn) (Conn, error) {
-	c := Conn{
+func refreshEntry(pc ProcConn) (conn.Entry, error) {
+	e := conn.Entry{
 		Protocol: pc.Protocol, State: pc.State,
-		CPort: pc.CPort, VPort: pc.VPort, DPort: pc.DPort,
-		CAddr: pc.CAddr, VAddr: pc.VAddr, DAddr: pc.DAddr,
+		ClientAddr: pc.CAddr, ClientPort: pc.CPort,
+		VirtualAddr: pc.VAddr, VirtualPort: pc.VPort,
+		DestAddr: pc.DAddr, DestPort: pc.DPort,
 		Timeout: max(pc.Expires, 1),
 	}
 	if !pc.StateKnown {
-		return c, fmt.Errorf("%w: state %q of %s is not one the kernel syncs", ErrInvalid, pc.StateName, pc.ProtoName)
+		return e, fmt.Errorf("%w: state %q of %s is not one the kernel syncs", ErrInvalid, pc.StateName, pc.ProtoName)
 	}
 	if pc.Template {
-		c.Flags |= FlagTemplate
+		e.Flags |= conn.FlagTemplate
 		if pc.Protocol == 0 && pc.VAddr.Is4() {
 			a := pc.VAddr.As4()
-			c.FWMark = binary.BigEndian.Uint32(a[:])
+			e.FWMark = binary.BigEndian.Uint32(a[:])
 		}
-	} else if (pc.Protocol == ProtoTCP && pc.State != TCPEstablished) ||
-		(pc.Protocol == ProtoSCTP && pc.State != 8) {
-		c.Flags |= FlagInactive
+	} else if (pc.Protocol == conn.ProtoTCP && pc.State != TCPEstablished) ||
+		(pc.Protocol == conn.ProtoSCTP && pc.State != 8) {
+		e.Flags |= conn.FlagInactive
 	}
 	if pc.PEName != "" && pc.PEData != "" {
-		c.PEName, c.PEData = pc.PEName, []byte(pc.PEData)
+		e.PEName, e.PEData = pc.PEName, []byte(pc.PEData)
 	}
-	// Mixed families (an IPv6 service with IPv4 real servers) cannot be
-	// carried by the sync protocol; Validate says so.
-	if err := c.Validate(); err != nil {
-		return c, err
-	}
-	return c, nil
+	return e, nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/saru-lb/saru/syncd/conn"
 )
 
 func TestParseConnTableHandmade(t *testing.T) {
@@ -23,12 +25,12 @@ func TestParseConnTableHandmade(t *testing.T) {
 		t.Fatalf("%d entries", len(got))
 	}
 	e := got[0]
-	if e.Protocol != ProtoTCP || e.CAddr != netip.MustParseAddr("10.0.0.1") || e.CPort != 50000 ||
+	if e.Protocol != conn.ProtoTCP || e.CAddr != netip.MustParseAddr("10.0.0.1") || e.CPort != 50000 ||
 		e.VAddr != netip.MustParseAddr("10.0.0.254") || e.VPort != 80 || e.DAddr != netip.MustParseAddr("10.0.1.2") ||
 		e.State != TCPEstablished || !e.StateKnown || e.Template || e.Expires != 899 {
 		t.Fatalf("entry 0 %+v", e)
 	}
-	if got[1].State != TCPFinWait || got[2].Protocol != ProtoUDP || got[2].State != 0 || !got[2].StateKnown {
+	if got[1].State != TCPFinWait || got[2].Protocol != conn.ProtoUDP || got[2].State != 0 || !got[2].StateKnown {
 		t.Fatalf("entries 1-2 %+v %+v", got[1], got[2])
 	}
 	if !got[3].Template || got[3].State != TemplateNone {
@@ -46,22 +48,25 @@ func TestParseConnTableHandmade(t *testing.T) {
 
 	// Every entry converts to a record the backup accepts.
 	for i, pc := range got {
-		c, err := RefreshConn(pc)
+		c, err := refreshEntry(pc)
+		if err == nil {
+			err = validate(&c)
+		}
 		if err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 		if c.Timeout != pc.Expires {
 			t.Fatalf("entry %d timeout %d", i, c.Timeout)
 		}
-		if c.Template() != pc.Template {
+		if c.Flags.Template() != pc.Template {
 			t.Fatalf("entry %d template flag", i)
 		}
 	}
-	c, _ := RefreshConn(got[1])
-	if c.Flags&FlagInactive == 0 {
+	c, _ := refreshEntry(got[1])
+	if c.Flags&conn.FlagInactive == 0 {
 		t.Fatal("FIN_WAIT entry not inactive")
 	}
-	c, _ = RefreshConn(got[4])
+	c, _ = refreshEntry(got[4])
 	if c.FWMark != 1 {
 		t.Fatalf("fwmark template fwmark %d", c.FWMark)
 	}
@@ -85,8 +90,8 @@ func TestParseConnTableErrors(t *testing.T) {
 	}
 }
 
-func TestRefreshConnRefusesUnknownState(t *testing.T) {
-	_, err := RefreshConn(ProcConn{Protocol: ProtoTCP, StateName: "BOGUS",
+func TestRefreshEntryRefusesUnknownState(t *testing.T) {
+	_, err := refreshEntry(ProcConn{Protocol: conn.ProtoTCP, StateName: "BOGUS",
 		CAddr: netip.MustParseAddr("10.0.0.1"), VAddr: netip.MustParseAddr("10.0.0.2"), DAddr: netip.MustParseAddr("10.0.0.3")})
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("err %v", err)
@@ -114,10 +119,10 @@ TCP 0A000002 C351 0A0000FE 0050 0A000102 0050 ESTABLISHED SYNC       880
 
 func TestTracker(t *testing.T) {
 	mk := func(cport uint16, state string, origin string, rs string) ProcConn {
-		pc := ProcConn{Protocol: ProtoTCP, ProtoName: "TCP", CAddr: netip.MustParseAddr("10.0.0.1"), CPort: cport,
+		pc := ProcConn{Protocol: conn.ProtoTCP, ProtoName: "TCP", CAddr: netip.MustParseAddr("10.0.0.1"), CPort: cport,
 			VAddr: netip.MustParseAddr("10.0.0.100"), VPort: 80, DAddr: netip.MustParseAddr(rs), DPort: 80,
 			StateName: state, Expires: 100, Origin: origin}
-		pc.State, pc.StateKnown = stateByName(ProtoTCP, state)
+		pc.State, pc.StateKnown = stateByName(conn.ProtoTCP, state)
 		return pc
 	}
 	tr := NewTracker()
@@ -128,28 +133,28 @@ func TestTracker(t *testing.T) {
 		mk(3, "ESTABLISHED", "SYNC", "10.0.1.1"),  // a peer's entry
 		mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"), // noted below as exported by the master
 	}[:3], t0)
-	if len(out) != 1 || out[0].CPort != 1 || out[0].Timeout != 100 {
+	if len(out) != 1 || out[0].ClientPort != 1 || out[0].Timeout != 100 {
 		t.Fatalf("first read: %+v", out)
 	}
-	c4, _ := RefreshConn(mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"))
+	c4, _ := refreshEntry(mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"))
 	tr.Note(&c4, t0)
 	out, _ = tr.Changed([]ProcConn{
 		mk(1, "ESTABLISHED", "LOCAL", "10.0.1.1"), // unchanged
 		mk(2, "ESTABLISHED", "LOCAL", "10.0.1.1"), // now established
 		mk(4, "ESTABLISHED", "LOCAL", "10.0.1.2"), // the master sent it
 	}, t0.Add(time.Second))
-	if len(out) != 1 || out[0].CPort != 2 {
+	if len(out) != 1 || out[0].ClientPort != 2 {
 		t.Fatalf("second read: %+v", out)
 	}
 	out, _ = tr.Changed([]ProcConn{
 		mk(1, "FIN_WAIT", "LOCAL", "10.0.1.1"),    // state change
 		mk(2, "ESTABLISHED", "LOCAL", "10.0.1.3"), // real server change
 	}, t0.Add(2*time.Second))
-	if len(out) != 2 || out[0].Flags&FlagInactive == 0 || out[1].DAddr != netip.MustParseAddr("10.0.1.3") {
+	if len(out) != 2 || out[0].Flags&conn.FlagInactive == 0 || out[1].DestAddr != netip.MustParseAddr("10.0.1.3") {
 		t.Fatalf("third read: %+v", out)
 	}
-	if tr.Len() != 2 {
-		t.Fatalf("entry 4 left the table but is still tracked: %d", tr.Len())
+	if len(tr.seen) != 2 {
+		t.Fatalf("entry 4 left the table but is still tracked: %d", len(tr.seen))
 	}
 
 	// Refresh: entry 2 was exported at t0+2s with 100 s left. Packets keep
@@ -157,7 +162,7 @@ func TestTracker(t *testing.T) {
 	// down; it is sent again once the gap exceeds the slack.
 	e1 := mk(1, "FIN_WAIT", "LOCAL", "10.0.1.1")
 	e2 := mk(2, "ESTABLISHED", "LOCAL", "10.0.1.3")
-	at := func(sec int, e2Expires uint32) []Conn {
+	at := func(sec int, e2Expires uint32) []conn.Entry {
 		e1.Expires = 100 - uint32(sec-2) // running down, no traffic
 		e2.Expires = e2Expires
 		out, _ := tr.Changed([]ProcConn{e1, e2}, t0.Add(time.Duration(sec)*time.Second))
@@ -167,7 +172,7 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("refreshed too early: %+v", out)
 	}
 	out = at(70, 100) // gap 68 s > 60 s
-	if len(out) != 1 || out[0].CPort != 2 || out[0].Timeout != 100 {
+	if len(out) != 1 || out[0].ClientPort != 2 || out[0].Timeout != 100 {
 		t.Fatalf("not refreshed: %+v", out)
 	}
 	if out := at(71, 100); len(out) != 0 {
@@ -225,8 +230,8 @@ func TestParseConnTableLabFixtures(t *testing.T) {
 		} else {
 			local++
 		}
-		if _, err := RefreshConn(c); err != nil {
-			t.Errorf("entry %d: %v", i, err)
+		if e, err := refreshEntry(c); err != nil || accept(&e) != nil {
+			t.Errorf("entry %d: %v %v", i, err, accept(&e))
 		}
 	}
 	if v6 == 0 || tmpl == 0 || fromSync == 0 || local == 0 {
@@ -257,8 +262,8 @@ func FuzzParseConnTable(f *testing.F) {
 			return
 		}
 		for _, pc := range pcs {
-			if c, err := RefreshConn(pc); err == nil {
-				if _, err := AppendMessage(nil, 0, []Conn{c}, 0xffff); err != nil {
+			if e, err := refreshEntry(pc); err == nil && accept(&e) == nil {
+				if _, err := AppendMessage(nil, 0, []conn.Entry{e}, 0xffff); err != nil {
 					t.Fatalf("refresh record of %+v does not encode: %v", pc, err)
 				}
 			}

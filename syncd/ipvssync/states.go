@@ -1,5 +1,7 @@
 package ipvssync
 
+import "github.com/saru-lb/saru/syncd/conn"
+
 // TCP states (IP_VS_TCP_S_*).
 const (
 	TCPNone        = 0
@@ -51,15 +53,15 @@ func StateName(protocol uint8, template bool, state uint16) string {
 		return ""
 	}
 	switch protocol {
-	case ProtoTCP:
+	case conn.ProtoTCP:
 		if int(state) < len(tcpStateNames) {
 			return tcpStateNames[state]
 		}
-	case ProtoSCTP:
+	case conn.ProtoSCTP:
 		if int(state) < len(sctpStateNames) {
 			return sctpStateNames[state]
 		}
-	case ProtoUDP:
+	case conn.ProtoUDP:
 		if state == 0 {
 			return "UDP"
 		}
@@ -75,11 +77,11 @@ func StateName(protocol uint8, template bool, state uint16) string {
 func stateByName(protocol uint8, name string) (uint16, bool) {
 	var table []string
 	switch protocol {
-	case ProtoTCP:
+	case conn.ProtoTCP:
 		table = tcpStateNames[:]
-	case ProtoSCTP:
+	case conn.ProtoSCTP:
 		table = sctpStateNames[:]
-	case ProtoUDP:
+	case conn.ProtoUDP:
 		table = []string{"UDP"}
 	default:
 		table = []string{"NONE"}

@@ -1,8 +1,11 @@
 package ipvssync
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/saru-lb/saru/syncd/conn"
 )
 
 // TableKey identifies an entry of the kernel's table as its connection
@@ -45,19 +48,16 @@ type Tracker struct {
 // NewTracker returns an empty tracker.
 func NewTracker() *Tracker { return &Tracker{seen: map[TableKey]tableVal{}} }
 
-// Len is the number of entries tracked.
-func (t *Tracker) Len() int { return len(t.seen) }
-
 func expiry(now time.Time, timeout uint32) time.Time {
 	return now.Add(time.Duration(timeout) * time.Second)
 }
 
-// Note records a record exported at time now (by the master or otherwise).
+// Note records an entry exported at time now (by the master or otherwise).
 // A timeout of 0 means the receiver's default for the state, which the
 // Tracker does not know; it assumes the entry expires now, so the next
 // read refreshes it.
-func (t *Tracker) Note(c *Conn, now time.Time) {
-	t.seen[TableKey{c.Protocol, c.CAddr, c.CPort, c.VAddr, c.VPort, c.Template()}] = tableVal{c.State, c.DAddr, c.DPort, expiry(now, c.Timeout)}
+func (t *Tracker) Note(e *conn.Entry, now time.Time) {
+	t.seen[TableKey{e.Protocol, e.ClientAddr, e.ClientPort, e.VirtualAddr, e.VirtualPort, e.Flags.Template()}] = tableVal{e.State, e.DestAddr, e.DestPort, expiry(now, e.Timeout)}
 }
 
 // syncedState reports whether the kernel's master would ever export an
@@ -69,13 +69,13 @@ func syncedState(pc *ProcConn) bool {
 		return true
 	}
 	switch pc.Protocol {
-	case ProtoTCP:
+	case conn.ProtoTCP:
 		switch pc.State {
 		case TCPEstablished, TCPFinWait, TCPTimeWait, TCPClose, TCPCloseWait:
 			return true
 		}
 		return false
-	case ProtoSCTP:
+	case conn.ProtoSCTP:
 		// ESTABLISHED, SHUTDOWN_SENT, SHUTDOWN_RECEIVED, SHUTDOWN_ACK_SENT, CLOSED
 		switch pc.State {
 		case 8, 9, 10, 11, 13:
@@ -87,11 +87,12 @@ func syncedState(pc *ProcConn) bool {
 }
 
 // Changed takes a complete read of the table made at time now and returns
-// the records to export: local entries (not created by sync), in a state
+// the entries to export: local entries (not created by sync), in a state
 // the master syncs, that are new, changed, or due for a refresh. It notes
-// them and forgets entries no longer in the table. Entries that cannot be
-// expressed as sync records are returned in skipped.
-func (t *Tracker) Changed(table []ProcConn, now time.Time) (out []Conn, skipped []error) {
+// them and forgets entries no longer in the table. This is where table
+// entries enter syncd, so each is checked here, once: entries the kernel's
+// backup or syncd would refuse are returned in skipped.
+func (t *Tracker) Changed(table []ProcConn, now time.Time) (out []conn.Entry, skipped []error) {
 	slack := t.RefreshSlack
 	if slack <= 0 {
 		slack = DefaultRefreshSlack
@@ -108,13 +109,18 @@ func (t *Tracker) Changed(table []ProcConn, now time.Time) (out []Conn, skipped 
 			expiry(now, pc.Expires).Sub(v.peersExpire) <= slack {
 			continue
 		}
-		c, err := RefreshConn(*pc)
+		e, err := refreshEntry(*pc)
+		if err == nil {
+			// Mixed families (an IPv6 service with IPv4 real servers)
+			// cannot be carried by the sync protocol; accept says so.
+			err = accept(&e)
+		}
 		if err != nil {
-			skipped = append(skipped, err)
+			skipped = append(skipped, fmt.Errorf("ip_vs_conn entry %s:%d: %w", pc.CAddr, pc.CPort, err))
 			continue
 		}
-		t.Note(&c, now)
-		out = append(out, c)
+		t.Note(&e, now)
+		out = append(out, e)
 	}
 	for k := range t.seen {
 		if _, ok := present[k]; !ok {

@@ -432,13 +432,9 @@ func (b *Bridge) Snapshot(ctx context.Context) ([]conn.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	conns, skipped := ipvssync.NewTracker().Changed(table, b.now())
+	out, skipped := ipvssync.NewTracker().Changed(table, b.now())
 	for _, err := range skipped {
 		b.drop(DropProcUnsyncable, 1, "ipvs table entry not syncable", "error", err)
-	}
-	out := make([]conn.Entry, len(conns))
-	for i := range conns {
-		out[i] = ipvssync.ToEntry(&conns[i])
 	}
 	return out, ctx.Err()
 }
@@ -450,16 +446,11 @@ func (b *Bridge) Snapshot(ctx context.Context) ([]conn.Entry, error) {
 func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 	tracker := ipvssync.NewTracker()
 	tracker.RefreshSlack = b.cfg.RefreshSlack
-	var entries []conn.Entry
-	exportConns := func(conns []ipvssync.Conn) {
-		for len(conns) > 0 {
-			n := min(len(conns), 256)
-			entries = entries[:0]
-			for i := range conns[:n] {
-				entries = append(entries, ipvssync.ToEntry(&conns[i]))
-			}
-			export(entries)
-			conns = conns[n:]
+	exportConns := func(entries []conn.Entry) {
+		for len(entries) > 0 {
+			n := min(len(entries), 256)
+			export(entries[:n])
+			entries = entries[n:]
 		}
 	}
 	pollTable := func() error {
@@ -479,7 +470,7 @@ func (b *Bridge) Run(ctx context.Context, export func([]conn.Entry)) error {
 	}
 	lastPoll := b.now()
 	buf := make([]byte, 65536+1)
-	var conns []ipvssync.Conn
+	var conns []conn.Entry
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -573,43 +564,27 @@ func SyncPayload(p []byte, group netip.Addr, port, skipSrc uint16) ([]byte, bool
 	return udp[8:ulen], true
 }
 
-func (b *Bridge) decodeExport(payload []byte, out []ipvssync.Conn) []ipvssync.Conn {
+func (b *Bridge) decodeExport(payload []byte, out []conn.Entry) []conn.Entry {
 	m, err := ipvssync.Decode(payload)
 	if err != nil {
 		b.drop(DropMalformed, 1, "malformed message from the kernel's master", "error", err)
 		return out
 	}
-	for i := range m.Conns {
-		if err := m.Conns[i].Validate(); err != nil {
-			b.drop(DropUnsyncable, 1, "kernel exported a record its backup would drop", "error", err)
-			continue
-		}
-		out = append(out, m.Conns[i])
+	for i := range m.Refused {
+		b.drop(DropUnsyncable, 1, "kernel exported a record that cannot be synced", "error", &m.Refused[i])
 	}
-	return out
+	return append(out, m.Entries...)
 }
 
 // Import injects peers' entries into the local kernel through its backup
-// thread. Entries the backup would drop are counted (DropImportInvalid)
-// and skipped; the rest are packed into as few datagrams as fit the
-// backup's limit. It returns an error only when sending fails.
+// thread. Entries the backup would drop, or too large for a datagram, are
+// counted (DropImportInvalid) and skipped; the rest are packed into as few
+// datagrams as fit the backup's limit. It returns an error only when
+// sending fails.
 func (b *Bridge) Import(ctx context.Context, entries []conn.Entry) error {
-	conns := make([]ipvssync.Conn, 0, len(entries))
-	for i := range entries {
-		c := ipvssync.FromEntry(&entries[i])
-		// An imported entry is not a connection the peer's kernel is
-		// forwarding for us: the kernel marks it SYNC itself.
-		if err := c.Validate(); err != nil {
-			b.drop(DropImportInvalid, 1, "peer entry the kernel would drop", "error", err)
-			continue
-		}
-		conns = append(conns, c)
-	}
-	msgs, err := ipvssync.Pack(b.cfg.SyncID, conns, b.cfg.BackupMaxLen)
-	if err != nil {
-		// Validate passed, so only a record too large for one message.
-		b.drop(DropImportInvalid, uint64(len(conns)), "peer entries too large to inject", "error", err)
-		return nil
+	msgs, refused := ipvssync.Pack(b.cfg.SyncID, entries, b.cfg.BackupMaxLen)
+	for i := range refused {
+		b.drop(DropImportInvalid, 1, "peer entry the kernel would drop", "error", &refused[i])
 	}
 	return b.send(ctx, msgs)
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/saru/ipvs"
 	"github.com/saru-lb/saru/syncd/conn"
 	"github.com/saru-lb/saru/syncd/ipvssync"
@@ -60,8 +61,8 @@ func (d *director) masterSent(cport uint16) (time.Time, bool) {
 		if err != nil {
 			continue
 		}
-		for _, c := range m.Conns {
-			if c.CPort == cport && !c.Template() {
+		for _, c := range m.Entries {
+			if c.ClientPort == cport && !c.Flags.Template() {
 				return rc.at, true
 			}
 		}
@@ -97,7 +98,7 @@ func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons S
 	cfg := Config{ProcConnPath: "/proc/thread-self/net/ip_vs_conn",
 		ProcConnSyncPath: "/proc/thread-self/net/ip_vs_conn_sync", PollInterval: poll, RefreshSlack: slack,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)).With("director", ns)}
-	if err := inNetns(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		var err error
 		d.b, err = Open(context.Background(), cfg, daemons)
 		return err
@@ -162,7 +163,7 @@ func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons S
 		if err := <-d.done; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("bridge %s Run: %v", ns, err)
 		}
-		if err := inNetns(ns, func() error { return d.b.Close(context.Background()) }); err != nil {
+		if err := nstest.In(ns, func() error { return d.b.Close(context.Background()) }); err != nil {
 			t.Errorf("close bridge %s: %v", ns, err)
 		}
 	})
@@ -175,9 +176,7 @@ func startDirector(t *testing.T, ns string, poll, slack time.Duration, daemons S
 // in-process.
 func TestIntegrationLabIPVSSync(t *testing.T) {
 	kernellab.Run(t, func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("skipping, requires root")
-		}
+		nstest.RequireRoot(t)
 		l := newLab(t)
 		var a, b *director
 		// A reads its table every 200 ms besides capturing its master's
@@ -205,7 +204,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			defer exec.Command("/usr/sbin/ip", "netns", "del", ns).Run()
 			sh(t, "ip netns exec "+ns+" ipvsadm --start-daemon master --mcast-interface lo --syncid 9")
 			var br *Bridge
-			if err := inNetns(ns, func() error {
+			if err := nstest.In(ns, func() error {
 				var err error
 				br, err = Open(context.Background(), Config{PollInterval: -1}, ipvsadmDaemons{ns: ns})
 				return err
@@ -213,7 +212,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 				t.Fatalf("Open with a stale master running: %v", err)
 			}
 			out := sh(t, "ip netns exec "+ns+" ipvsadm -L --daemon")
-			inNetns(ns, func() error { return br.Close(context.Background()) })
+			nstest.In(ns, func() error { return br.Close(context.Background()) })
 			if !strings.Contains(out, "master sync daemon (mcast="+DefaultInterface) || strings.Contains(out, "syncid=9") {
 				t.Fatalf("daemons after Open:\n%s", out)
 			}
@@ -342,8 +341,8 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			exports := a.count[exportKey{l.client, 40010, false}]
 			for _, rc := range a.raw {
 				if m, err := ipvssync.Decode(rc.b); err == nil {
-					for _, cn := range m.Conns {
-						if cn.CPort == 40010 {
+					for _, cn := range m.Entries {
+						if cn.ClientPort == 40010 {
 							sent++
 						}
 					}
@@ -388,7 +387,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			defer a.mu.Unlock()
 			for _, rc := range a.raw {
 				m, err := ipvssync.Decode(rc.b)
-				if err != nil || len(m.Conns) == 0 || m.Conns[0].CPort != 40020 {
+				if err != nil || len(m.Entries) == 0 || m.Entries[0].ClientPort != 40020 {
 					continue
 				}
 				if m.Version != 0 || ipvssync.IsV1Header(rc.b) {
@@ -492,8 +491,8 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 						continue
 					}
 					var desc []string
-					for _, c := range m.Conns {
-						desc = append(desc, fmt.Sprintf("%s:%d-%s:%d-%s:%d/p%d/f%#x/s%d/t%d", c.CAddr, c.CPort, c.VAddr, c.VPort, c.DAddr, c.DPort, c.Protocol, c.Flags, c.State, c.Timeout))
+					for _, c := range m.Entries {
+						desc = append(desc, fmt.Sprintf("%s:%d-%s:%d-%s:%d/p%d/f%#x/s%d/t%d", c.ClientAddr, c.ClientPort, c.VirtualAddr, c.VirtualPort, c.DestAddr, c.DestPort, c.Protocol, c.Flags, c.State, c.Timeout))
 					}
 					t.Logf("GOLDEN %s %s", hex.EncodeToString(r), strings.Join(desc, " "))
 				}
@@ -502,14 +501,14 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		})
 		// mkConn builds a record as the kernel's master would: INACTIVE set
 		// for every TCP state but ESTABLISHED.
-		mkConn := func(cport uint16, vip, rs string, state uint16, timeout uint32) ipvssync.Conn {
-			flags := ipvssync.FlagDRoute
+		mkConn := func(cport uint16, vip, rs string, state uint16, timeout uint32) conn.Entry {
+			flags := conn.FlagDRoute
 			if state != ipvssync.TCPEstablished {
-				flags |= ipvssync.FlagInactive
+				flags |= conn.FlagInactive
 			}
-			return ipvssync.Conn{Protocol: ipvssync.ProtoTCP, Flags: flags, State: state,
-				CPort: cport, VPort: 80, DPort: 80, Timeout: timeout,
-				CAddr: l.client, VAddr: netip.MustParseAddr(vip), DAddr: netip.MustParseAddr(rs)}
+			return conn.Entry{Protocol: conn.ProtoTCP, Flags: flags, State: state,
+				ClientPort: cport, VirtualPort: 80, DestPort: 80, Timeout: timeout,
+				ClientAddr: l.client, VirtualAddr: netip.MustParseAddr(vip), DestAddr: netip.MustParseAddr(rs)}
 		}
 		absent := func(t *testing.T, ns string, cport uint16, what string) {
 			t.Helper()
@@ -522,11 +521,11 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		// group and unicast to each director, reaches no kernel thread:
 		// they listen on the private dummy link only.
 		t.Run("LANForgeryRejected", func(t *testing.T) {
-			msg, err := ipvssync.AppendMessage(nil, 0, []ipvssync.Conn{mkConn(42001, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900)}, 0)
+			msg, err := ipvssync.AppendMessage(nil, 0, []conn.Entry{mkConn(42001, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900)}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := inNetns(l.cli, func() error {
+			if err := nstest.In(l.cli, func() error {
 				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 				if err != nil {
 					return err
@@ -563,7 +562,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 
 		// What the kernel's backup does with injected messages.
 		t.Run("BackupSemantics", func(t *testing.T) {
-			send := func(conns ...ipvssync.Conn) {
+			send := func(conns ...conn.Entry) {
 				t.Helper()
 				msg, err := ipvssync.AppendMessage(nil, 0, conns, 0)
 				if err != nil {
@@ -632,11 +631,11 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 
 			// Silently dropped by the backup: size field differing from the
 			// datagram, an unknown state, a datagram over its maxlen.
-			good, _ := ipvssync.AppendMessage(nil, 0, []ipvssync.Conn{mkConn(42020, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900)}, 0)
+			good, _ := ipvssync.AppendMessage(nil, 0, []conn.Entry{mkConn(42020, "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900)}, 0)
 			badSize := append(append([]byte(nil), good...), 0, 0, 0, 0)
 			badState := append([]byte(nil), good...)
 			badState[8+9] = ipvssync.TCPStateLast // state low byte
-			var many []ipvssync.Conn
+			var many []conn.Entry
 			for i := 0; i < 41; i++ {
 				many = append(many, mkConn(42030+uint16(i), "10.0.0.100", "10.0.0.11", ipvssync.TCPEstablished, 900))
 			}
@@ -649,10 +648,10 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			}
 			absent(t, b.ns, 42020, "size mismatch / unknown state")
 			absent(t, b.ns, 42030, "datagram over maxlen")
-			if _, err := ipvssync.Pack(0, many, 0); err != nil {
-				t.Fatal(err)
+			msgs, refused := ipvssync.Pack(0, many, 0)
+			if refused != nil {
+				t.Fatal(refused)
 			}
-			msgs, _ := ipvssync.Pack(0, many, 0)
 			if err := b.b.send(context.Background(), msgs); err != nil {
 				t.Fatal(err)
 			}
@@ -665,7 +664,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 		// the group on the same link receives none of its messages.
 		t.Run("UDPSocketSeesNoMasterMessage", func(t *testing.T) {
 			var fd int
-			if err := inNetns(l.dirA, func() error {
+			if err := nstest.In(l.dirA, func() error {
 				var err error
 				fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 				if err != nil {
@@ -720,7 +719,7 @@ func TestIntegrationLabIPVSSync(t *testing.T) {
 			sh(t, "ip netns add "+ns+" && ip -n "+ns+" link add s0 type dummy && ip -n "+ns+" link set s0 multicast on up")
 			defer exec.Command("/usr/sbin/ip", "netns", "del", ns).Run()
 			var fd int
-			if err := inNetns(ns, func() error {
+			if err := nstest.In(ns, func() error {
 				var err error
 				if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0); err != nil {
 					return err

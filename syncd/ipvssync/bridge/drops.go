@@ -19,7 +19,8 @@ const (
 	// DropTruncated: a captured frame was larger than the read buffer.
 	DropTruncated DropReason = "truncated"
 	// DropUnsyncable: an exported record the kernel's backup would drop
-	// (unknown protocol or state), not passed to syncd.
+	// (unknown protocol or state) or syncd cannot carry (protocol 0, mixed
+	// families), not passed to syncd.
 	DropUnsyncable DropReason = "unsyncable_export"
 	// DropImportInvalid: a peer entry the kernel's backup would drop (bad
 	// family mix, unknown protocol or state, bad persistence-engine data).

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/syncd/ipvssync"
 )
 
@@ -66,27 +67,6 @@ func sh(t testing.TB, cmd string) string {
 
 var ipRe = regexp.MustCompile(`(^|&&\s*|;\s*|\n)ip `)
 
-// inNetns runs f on a fresh OS thread that has joined namespace ns. The
-// thread is discarded afterwards.
-func inNetns(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", ns, err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
 // goInNetns starts f on its own OS thread in namespace ns.
 func goInNetns(ns string, f func()) {
 	go func() {
@@ -107,7 +87,7 @@ func goInNetns(ns string, f func()) {
 // namespace's own /proc (a thread in it reads /proc/thread-self/net).
 func readConns(ns string) ([]ipvssync.ProcConn, error) {
 	var out []ipvssync.ProcConn
-	err := inNetns(ns, func() error {
+	err := nstest.In(ns, func() error {
 		f, err := os.Open("/proc/thread-self/net/ip_vs_conn")
 		if err != nil {
 			return err
@@ -135,7 +115,7 @@ func findConn(pcs []ipvssync.ProcConn, caddr netip.Addr, cport uint16, template 
 func waitConn(ns string, caddr netip.Addr, cport uint16, template bool, within time.Duration) (ipvssync.ProcConn, time.Time, error) {
 	var got ipvssync.ProcConn
 	var seen time.Time
-	err := inNetns(ns, func() error {
+	err := nstest.In(ns, func() error {
 		deadline := time.Now().Add(within)
 		for {
 			f, err := os.Open("/proc/thread-self/net/ip_vs_conn")
@@ -167,7 +147,7 @@ func dialFrom(ns string, local netip.AddrPort, remote string) (net.Conn, error) 
 	if local.Addr().Is6() {
 		network = "tcp6"
 	}
-	err := inNetns(ns, func() error {
+	err := nstest.In(ns, func() error {
 		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Timeout: 5 * time.Second}
 		var err error
 		c, err = d.Dial(network, remote)
@@ -180,7 +160,7 @@ func dialFrom(ns string, local netip.AddrPort, remote string) (net.Conn, error) 
 func echoServer(t *testing.T, ns, network, addr string) {
 	t.Helper()
 	var l net.Listener
-	if err := inNetns(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		var err error
 		l, err = net.Listen(network, addr)
 		return err

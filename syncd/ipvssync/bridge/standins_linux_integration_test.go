@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/saru-lb/saru/deploy/kernellab"
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/syncd/conn"
 	"github.com/saru-lb/saru/syncd/ipvssync"
 )
@@ -55,9 +56,7 @@ func TestIntegrationLabBridgeStandIns(t *testing.T) {
 }
 
 func bridgeStandIns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, requires root")
-	}
+	nstest.RequireRoot(t)
 	ns := "ipvssync-host-" + strconv.Itoa(os.Getpid())
 	if out, err := exec.Command("/usr/sbin/ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
@@ -84,7 +83,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		if out, err := exec.Command("/usr/sbin/ip", "-n", ns, "link", "add", "notdummy", "type", "veth", "peer", "name", "notdummy1").CombinedOutput(); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
-		err := inNetns(ns, func() error {
+		err := nstest.In(ns, func() error {
 			_, err := Open(context.Background(), Config{Interface: "notdummy"}, &fakeDaemons{})
 			return err
 		})
@@ -95,7 +94,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 
 	fd := &fakeDaemons{}
 	var b *Bridge
-	if err := inNetns(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		var err error
 		b, err = Open(context.Background(), Config{ProcConnPath: connPath, ProcConnSyncPath: syncPath, SyncID: 7}, fd)
 		return err
@@ -105,7 +104,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	closed := false
 	t.Cleanup(func() {
 		if !closed {
-			inNetns(ns, func() error { return b.Close(context.Background()) })
+			nstest.In(ns, func() error { return b.Close(context.Background()) })
 		}
 	})
 	if want := []string{"start backup", "start master"}; !reflect.DeepEqual(fd.calls, want) {
@@ -158,7 +157,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 
 	// A group member on the dummy link, as the kernel's backup is.
 	var member int
-	if err := inNetns(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		var err error
 		if member, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0); err != nil {
 			return err
@@ -176,14 +175,14 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	defer unix.Close(member)
 
 	// The stand-in master: multicast loopback off, as the kernel's.
-	mconn := []ipvssync.Conn{{Protocol: ipvssync.ProtoTCP, Flags: ipvssync.FlagDRoute | ipvssync.FlagNoOutput, State: ipvssync.TCPEstablished,
-		CPort: 1111, VPort: 80, DPort: 80, Timeout: 900,
-		CAddr: netip.MustParseAddr("10.0.0.9"), VAddr: netip.MustParseAddr("10.0.0.100"), DAddr: netip.MustParseAddr("10.0.0.12")}}
+	mconn := []conn.Entry{{Protocol: conn.ProtoTCP, Flags: conn.FlagDRoute | conn.FlagNoOutput, State: ipvssync.TCPEstablished,
+		ClientPort: 1111, VirtualPort: 80, DestPort: 80, Timeout: 900,
+		ClientAddr: netip.MustParseAddr("10.0.0.9"), VirtualAddr: netip.MustParseAddr("10.0.0.100"), DestAddr: netip.MustParseAddr("10.0.0.12")}}
 	msg, err := ipvssync.AppendMessage(nil, 7, mconn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := inNetns(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 		if err != nil {
 			return err
@@ -196,7 +195,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		t.Fatalf("stand-in master: %v", err)
 	}
 	got = waitExported(2)
-	if len(got) != 2 || !reflect.DeepEqual(got[1], ipvssync.ToEntry(&mconn[0])) {
+	if len(got) != 2 || !reflect.DeepEqual(got[1], mconn[0]) {
 		t.Fatalf("captured export %+v", got)
 	}
 	buf := make([]byte, 2048)
@@ -209,8 +208,8 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	var in []conn.Entry
 	for i := 0; i < 50; i++ {
 		c := mconn[0]
-		c.CPort = uint16(2000 + i)
-		in = append(in, ipvssync.ToEntry(&c))
+		c.ClientPort = uint16(2000 + i)
+		in = append(in, c)
 	}
 	bad := in[0]
 	bad.State = 42
@@ -238,9 +237,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 		if m.SyncID != 7 {
 			t.Errorf("syncid %d", m.SyncID)
 		}
-		for i := range m.Conns {
-			recv = append(recv, ipvssync.ToEntry(&m.Conns[i]))
-		}
+		recv = append(recv, m.Entries...)
 	}
 	if datagrams != 2 || !reflect.DeepEqual(recv, in) {
 		t.Fatalf("%d datagrams with %d entries, want 2 with the 50 imported", datagrams, len(recv))
@@ -258,7 +255,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
-	if err := inNetns(ns, func() error { return b.Close(context.Background()) }); err != nil {
+	if err := nstest.In(ns, func() error { return b.Close(context.Background()) }); err != nil {
 		t.Fatal(err)
 	}
 	closed = true
@@ -268,7 +265,7 @@ TCP 0A000001 C352 0A000064 0050 0A00000B 0050 SYN_RECV    LOCAL       50
 	if want := []string{"start backup", "start master", "stop master", "stop backup"}; !reflect.DeepEqual(fd.calls, want) {
 		t.Fatalf("daemon calls %v", fd.calls)
 	}
-	if err := inNetns(ns, func() error { _, err := net.InterfaceByName(DefaultInterface); return err }); err == nil {
+	if err := nstest.In(ns, func() error { _, err := net.InterfaceByName(DefaultInterface); return err }); err == nil {
 		t.Fatal("dummy link left behind")
 	}
 }

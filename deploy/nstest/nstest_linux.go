@@ -1,7 +1,3 @@
-// Package nstest creates throw-away network namespaces for the kernel
-// integration tests of package filter and its sub-packages. Every namespace
-// is named saru<pid>-<suffix> and deleted when the test ends, pass or fail.
-// It is for tests only.
 package nstest
 
 import (
@@ -11,11 +7,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// RequireRoot skips a test that needs CAP_NET_ADMIN and namespaces.
+// RequireRoot skips a test that needs CAP_NET_ADMIN and namespaces when
+// it does not run as root.
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
@@ -29,7 +27,8 @@ type NetNS struct {
 	FD   int // open descriptor of /run/netns/<Name>
 }
 
-// New creates the namespace saru<pid>-<suffix> with lo up.
+// New creates the namespace saru<pid>-<suffix> with lo up; it is deleted
+// when the test ends.
 func New(tb testing.TB, suffix string) *NetNS {
 	tb.Helper()
 	name := fmt.Sprintf("saru%d-%s", os.Getpid(), suffix)
@@ -106,8 +105,24 @@ func (n *NetNS) VethTo(tb testing.TB, dev string, other *NetNS, peer string) {
 }
 
 // Do runs fn on an OS thread switched into the namespace; sockets fn creates
-// live in the namespace for good, and children it starts begin there.
+// live in the namespace for good, and children it starts begin there. fn
+// runs on its own goroutine, so it must not call t.Fatal.
 func (n *NetNS) Do(fn func() error) error {
+	return do(n.FD, n.Name, fn)
+}
+
+// In is Do for the namespace named name (/run/netns/<name>), one this
+// package did not create.
+func In(name string, fn func() error) error {
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	return do(fd, name, fn)
+}
+
+func do(fd int, name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -117,8 +132,8 @@ func (n *NetNS) Do(fn func() error) error {
 			return
 		}
 		defer unix.Close(orig)
-		if err := unix.Setns(n.FD, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", n.Name, err)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", name, err)
 			return
 		}
 		ferr := fn()
@@ -131,4 +146,49 @@ func (n *NetNS) Do(fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Run runs a command (not through a shell) and fails the test if it
+// fails, with its output. It returns the combined output.
+func Run(tb testing.TB, args ...string) string {
+	tb.Helper()
+	return RunWithInput(tb, "", args...)
+}
+
+// RunWithInput is Run with stdin as the command's standard input.
+func RunWithInput(tb testing.TB, stdin string, args ...string) string {
+	tb.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// WaitFor calls cond every 10ms until it returns nil, and fails the test
+// with cond's last error if that takes longer than timeout. cond says in
+// its error what it is still waiting for.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// LastLines returns the last n lines of s, for a log in a failure message.
+func LastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
