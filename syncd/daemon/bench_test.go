@@ -16,7 +16,6 @@ import (
 	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
 	"github.com/saru-lb/saru/syncd/conn"
 	"github.com/saru-lb/saru/syncd/server"
-	"github.com/saru-lb/saru/syncd/table"
 )
 
 // countingBackend exports what it is fed and counts imports.
@@ -51,7 +50,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for range b.N {
 		c := newCluster(b, clusterOpts{})
 		bes := make([]*countingBackend, peers)
-		nodes := make([]*Node, peers)
+		nodes := make([]*Daemon, peers)
 		cancels := make([]context.CancelFunc, peers)
 		var wg sync.WaitGroup
 		for i := range peers {
@@ -150,14 +149,16 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
-	for i := 0; i < n; i++ {
+	fill := make([]conn.Entry, n)
+	for i := range fill {
 		e := benchEntry(i%4, i)
 		e.Origin = fmt.Sprintf("d%d", i%4)
 		e.Version = uint64(i + 1)
-		if src.tab.Upsert(&e, now) != table.Inserted {
-			b.Fatal("fill")
-		}
+		fill[i] = e
+	}
+	src.core.PullChunk(fill, n, src.now())
+	if len(src.core.Ready().Import) != n {
+		b.Fatal("fill")
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

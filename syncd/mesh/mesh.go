@@ -363,3 +363,7 @@ func (m *Mesh) sendControl(hb *syncdpb.Heartbeat, nacks []*syncdpb.Nack) {
 	m.send(dg)
 	m.c.sentCtrl++
 }
+
+// SetAdvertise sets the API address announced in heartbeats (known once
+// the caller listens).
+func (m *Mesh) SetAdvertise(addr string) { m.cfg.Advertise = addr }
