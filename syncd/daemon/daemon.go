@@ -256,6 +256,10 @@ func (d *Daemon) kick() {
 
 func (d *Daemon) recvLoop(ctx context.Context) {
 	buf := make([]byte, 65536)
+	d.mu.Lock()
+	o := d.core.NewOpener()
+	kr := d.core.Keyring()
+	d.mu.Unlock()
 	var imp []conn.Entry
 	for {
 		sz, from, err := d.tr.Recv(buf)
@@ -267,11 +271,15 @@ func (d *Daemon) recvLoop(ctx context.Context) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		// Verify and decode outside the lock; only applying needs it.
+		o.SetKeyring(kr)
+		opened := o.Open(buf[:sz], from, d.now())
 		d.mu.Lock()
 		if imp != nil {
 			d.core.Recycle(imp)
 		}
-		d.core.Receive(buf[:sz], from, d.now())
+		d.core.Apply(opened, d.now())
+		kr = d.core.Keyring()
 		imp = d.carryOut(d.core.Ready())
 	}
 }
@@ -344,7 +352,10 @@ func (d *Daemon) pull(p mesh.Pull) {
 func (d *Daemon) applySnapshot(es []conn.Entry, total uint64) error {
 	d.mu.Lock()
 	d.core.PullChunk(es, total, d.now())
-	d.carryOut(d.core.Ready())
+	imp := d.carryOut(d.core.Ready())
+	d.mu.Lock()
+	d.core.Recycle(imp)
+	d.mu.Unlock()
 	return nil
 }
 

@@ -152,6 +152,7 @@ type Mesh struct {
 	kr         *wire.Keyring
 	sealer     *wire.Sealer
 	selfPrefix []byte
+	opener     *Opener // Receive's
 	packer     wire.Packer
 
 	lastVersion uint64
@@ -185,8 +186,6 @@ type Mesh struct {
 	now time.Duration
 
 	// Scratch and output.
-	pkt     syncdpb.Packet
-	es      []conn.Entry
 	ranges  []reliable.Range
 	resend  [][]byte
 	refresh []conn.Entry
@@ -219,7 +218,7 @@ func New(cfg Config, keys []wire.Key, now Time) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Mesh{
+	m := &Mesh{
 		cfg: cfg, start: now.Mono,
 		tab: table.New(time.Time{}), snd: reliable.NewSender(cfg.Reliable),
 		peers: map[string]*peer{}, byAddr: map[netip.Addr]string{},
@@ -230,7 +229,9 @@ func New(cfg Config, keys []wire.Key, now Time) (*Mesh, error) {
 		pullStarted:  map[string]time.Duration{},
 		snapDeadline: now.Mono + cfg.SnapshotWait,
 		c:            counts{rejected: map[wire.Reason]uint64{}},
-	}, nil
+	}
+	m.opener = m.NewOpener()
+	return m, nil
 }
 
 // SetKeys switches to a new key list at now; keys the current keyring
@@ -258,7 +259,7 @@ func (m *Mesh) Ready() Ready {
 
 // Recycle hands back a Ready's Import once the caller is done with it.
 func (m *Mesh) Recycle(imp []conn.Entry) {
-	if m.imp == nil {
+	if len(m.imp) == 0 && cap(imp) > cap(m.imp) {
 		m.imp = imp[:0]
 	}
 }

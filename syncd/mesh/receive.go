@@ -14,48 +14,100 @@ import (
 
 // Receive takes one datagram from the network.
 func (m *Mesh) Receive(dg []byte, from netip.AddrPort, now Time) {
-	if wire.IsFrom(dg, m.selfPrefix) {
-		return // our own, looped back (a forgery of our id is ignored alike)
+	m.opener.SetKeyring(m.kr)
+	m.Apply(m.opener.Open(dg, from, now), now)
+}
+
+// Opened is a datagram verified and decoded by an Opener, for Apply.
+type Opened struct {
+	from    netip.AddrPort
+	own     bool // looped back, or a forgery of our id
+	r       wire.Reason
+	err     error
+	fast    bool
+	h       wire.DataHeader
+	es      []conn.Entry
+	pkt     syncdpb.Packet
+	generic bool
+}
+
+// Opener does the costly half of Receive, verifying and decoding, on its
+// own state, so that a caller can run it outside the lock that guards the
+// Mesh and hand the result to Apply. It is not safe for concurrent use:
+// one per receiving goroutine.
+type Opener struct {
+	id         string
+	selfPrefix []byte
+	sealer     *wire.Sealer
+	d          Opened
+}
+
+// NewOpener returns an Opener for datagrams to m.
+func (m *Mesh) NewOpener() *Opener {
+	return &Opener{id: m.cfg.ID, selfPrefix: m.selfPrefix, sealer: wire.NewSealer(m.kr)}
+}
+
+// Keyring is the keyring in use, for an Opener's SetKeyring.
+func (m *Mesh) Keyring() *wire.Keyring { return m.kr }
+
+// SetKeyring switches to the Mesh's keyring after SetKeys.
+func (o *Opener) SetKeyring(kr *wire.Keyring) { o.sealer.SetKeyring(kr) }
+
+// Open verifies and decodes dg from from at now. The result aliases the
+// Opener's storage until the next Open.
+func (o *Opener) Open(dg []byte, from netip.AddrPort, now Time) *Opened {
+	d := &o.d
+	d.from, d.own, d.err, d.fast, d.generic = from, false, nil, false, false
+	if wire.IsFrom(dg, o.selfPrefix) {
+		d.own = true // our own, looped back (a forgery of our id is ignored alike)
+		return d
 	}
-	m.now = now.Mono
 	// Data packets in the canonical encoding decode straight into
 	// entries; anything else takes the generic path.
-	h, es, handled, r := m.sealer.OpenData(dg, now.Wall, m.es[:0])
-	m.es = es[:0]
-	if r == wire.OK && handled {
-		if h.Sender == m.cfg.ID {
-			m.sameID(h.Incarnation, from)
-			return
-		}
-		m.applyData(h.Sender, h.Incarnation, h.Sequence, h.Retransmit, es, from, now)
-		return
+	d.h, d.es, d.fast, d.r = o.sealer.OpenData(dg, now.Wall, d.es[:0])
+	if d.r == wire.OK && d.fast {
+		return d
 	}
-	pkt := &m.pkt
-	var err error
-	if r == wire.OK {
-		proto.Reset(pkt)
-		r, err = m.sealer.OpenPacket(dg, now.Wall, pkt)
+	if d.r == wire.OK {
+		proto.Reset(&d.pkt)
+		d.r, d.err = o.sealer.OpenPacket(dg, now.Wall, &d.pkt)
 	}
-	if r != wire.OK {
-		m.reject(r, from, err)
-		return
+	if d.r != wire.OK {
+		return d
 	}
-	if pkt.Sender == m.cfg.ID {
-		m.sameID(pkt.Incarnation, from)
-		return
-	}
-	for _, b := range pkt.Batches {
-		if es, err = wire.AppendEntries(es, b, pkt.Sender); err != nil {
-			m.reject(wire.Malformed, from, err)
-			return
+	d.generic = true
+	for _, b := range d.pkt.Batches {
+		var err error
+		if d.es, err = wire.AppendEntries(d.es, b, d.pkt.Sender); err != nil {
+			d.r, d.err, d.generic = wire.Malformed, err, false
+			return d
 		}
 	}
-	m.es = es[:0]
-	if pkt.Sequence != 0 {
-		m.applyData(pkt.Sender, pkt.Incarnation, pkt.Sequence, pkt.Retransmit, es, from, now)
+	return d
+}
+
+// Apply takes a datagram Open verified and decoded.
+func (m *Mesh) Apply(d *Opened, now Time) {
+	if d.own {
 		return
 	}
-	m.control(pkt, from, now)
+	m.now = now.Mono
+	switch {
+	case d.r != wire.OK:
+		m.reject(d.r, d.from, d.err)
+	case d.fast:
+		if d.h.Sender == m.cfg.ID {
+			m.sameID(d.h.Incarnation, d.from)
+			return
+		}
+		m.applyData(d.h.Sender, d.h.Incarnation, d.h.Sequence, d.h.Retransmit, d.es, d.from, now)
+	case d.pkt.Sender == m.cfg.ID:
+		m.sameID(d.pkt.Incarnation, d.from)
+	case d.pkt.Sequence != 0:
+		m.applyData(d.pkt.Sender, d.pkt.Incarnation, d.pkt.Sequence, d.pkt.Retransmit, d.es, d.from, now)
+	default:
+		m.control(&d.pkt, d.from, now)
+	}
 }
 
 func (m *Mesh) reject(r wire.Reason, from netip.AddrPort, err error) {

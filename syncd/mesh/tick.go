@@ -187,6 +187,9 @@ func (m *Mesh) PullChunk(es []conn.Entry, total uint64, now Time) {
 	if total > 0 {
 		m.tab.Reserve(m.tab.Len() + int(min(total, 1<<26)))
 	}
+	if m.imp == nil {
+		m.imp = make([]conn.Entry, 0, len(es))
+	}
 	tt := tableTime(now)
 	for i := range es {
 		m.seeVersion(es[i].Version)
