@@ -111,15 +111,16 @@ func run() error {
 			}
 		}
 	}()
-	go watchdog(ctx, log)
+	go watchdog(ctx, d, log)
 	err = d.Run(ctx)
 	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
 	return err
 }
 
-// watchdog pings systemd's watchdog at half its interval while ctx lives,
-// when the unit enables it (WatchdogSec=).
-func watchdog(ctx context.Context, log *slog.Logger) {
+// watchdog pings systemd's watchdog at half its interval while ctx lives
+// and the daemon's protocol loop runs, when the unit enables it
+// (WatchdogSec=): a wedged syncd is restarted.
+func watchdog(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
 	iv, err := sd.SdWatchdogEnabled(false)
 	if err != nil {
 		log.Warn("systemd watchdog", "error", err)
@@ -134,7 +135,11 @@ func watchdog(ctx context.Context, log *slog.Logger) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if !d.TickedWithin(now, iv) {
+				log.Warn("sync loop stalled; not pinging the systemd watchdog")
+				continue
+			}
 			if _, err := sd.SdNotify(false, sd.SdNotifyWatchdog); err != nil {
 				log.Warn("sd_notify watchdog failed", "error", err)
 			}

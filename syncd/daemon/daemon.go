@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,6 +56,8 @@ type Daemon struct {
 
 	keyMod      time.Time
 	lastKeyPoll time.Time
+	// ticked is when the tick loop last ran, in nanoseconds since start.
+	ticked atomic.Int64
 
 	mu         sync.Mutex
 	core       *mesh.Mesh
@@ -141,6 +144,13 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
 // APIAddr is the gRPC listen address (after Ready).
 func (d *Daemon) APIAddr() string { return d.lis.Addr().String() }
+
+// TickedWithin reports whether the protocol loop ran within d of now
+// (or the daemon started then): for a watchdog. Idle, the loop runs at
+// least once per heartbeat.
+func (d *Daemon) TickedWithin(now time.Time, within time.Duration) bool {
+	return now.Sub(d.start)-time.Duration(d.ticked.Load()) < within
+}
 
 // ID is the node id.
 func (d *Daemon) ID() string { return d.cfg.NodeID }
@@ -323,6 +333,7 @@ func (d *Daemon) tickLoop(ctx context.Context) {
 // tick polls the key file, runs the core's Tick at now and returns when
 // it next has work.
 func (d *Daemon) tick(now time.Time) time.Time {
+	d.ticked.Store(int64(now.Sub(d.start)))
 	if now.Sub(d.lastKeyPoll) >= 2*time.Second {
 		d.lastKeyPoll = now
 		if fi, err := os.Stat(d.cfg.KeyFile); err == nil && !fi.ModTime().Equal(d.keyMod) {
