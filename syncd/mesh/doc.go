@@ -11,6 +11,9 @@
 // typed Reason (why a datagram was dropped: bad MAC, replay, stale
 // incarnation, ...) and when Tick is next due.
 //
+// Receive is Open (verify and decode, the costly half) then Apply; a
+// caller that guards the Mesh with a lock runs an Opener outside it.
+//
 // It does no I/O, reads no clock, starts no goroutines, draws no random
 // numbers (the incarnation is configured) and is not safe for concurrent
 // use. Sockets, gRPC, the backend, key files, metrics and the goroutines

@@ -138,7 +138,6 @@ type peer struct {
 	pulling   bool
 	wantSnap  bool          // a catch-up snapshot is due
 	retryPull time.Duration // not before, after a failed one
-	announced uint64
 }
 
 // Mesh is one node's sync state machine. Feed it events, then call Ready.

@@ -20,15 +20,14 @@ func (m *Mesh) Receive(dg []byte, from netip.AddrPort, now Time) {
 
 // Opened is a datagram verified and decoded by an Opener, for Apply.
 type Opened struct {
-	from    netip.AddrPort
-	own     bool // looped back, or a forgery of our id
-	r       wire.Reason
-	err     error
-	fast    bool
-	h       wire.DataHeader
-	es      []conn.Entry
-	pkt     syncdpb.Packet
-	generic bool
+	from netip.AddrPort
+	own  bool // looped back, or a forgery of our id
+	r    wire.Reason
+	err  error
+	fast bool
+	h    wire.DataHeader
+	es   []conn.Entry
+	pkt  syncdpb.Packet
 }
 
 // Opener does the costly half of Receive, verifying and decoding, on its
@@ -36,7 +35,6 @@ type Opened struct {
 // Mesh and hand the result to Apply. It is not safe for concurrent use:
 // one per receiving goroutine.
 type Opener struct {
-	id         string
 	selfPrefix []byte
 	sealer     *wire.Sealer
 	d          Opened
@@ -44,7 +42,7 @@ type Opener struct {
 
 // NewOpener returns an Opener for datagrams to m.
 func (m *Mesh) NewOpener() *Opener {
-	return &Opener{id: m.cfg.ID, selfPrefix: m.selfPrefix, sealer: wire.NewSealer(m.kr)}
+	return &Opener{selfPrefix: m.selfPrefix, sealer: wire.NewSealer(m.kr)}
 }
 
 // Keyring is the keyring in use, for an Opener's SetKeyring.
@@ -57,7 +55,7 @@ func (o *Opener) SetKeyring(kr *wire.Keyring) { o.sealer.SetKeyring(kr) }
 // Opener's storage until the next Open.
 func (o *Opener) Open(dg []byte, from netip.AddrPort, now Time) *Opened {
 	d := &o.d
-	d.from, d.own, d.err, d.fast, d.generic = from, false, nil, false, false
+	d.from, d.own, d.err, d.fast = from, false, nil, false
 	if wire.IsFrom(dg, o.selfPrefix) {
 		d.own = true // our own, looped back (a forgery of our id is ignored alike)
 		return d
@@ -75,11 +73,10 @@ func (o *Opener) Open(dg []byte, from netip.AddrPort, now Time) *Opened {
 	if d.r != wire.OK {
 		return d
 	}
-	d.generic = true
 	for _, b := range d.pkt.Batches {
 		var err error
 		if d.es, err = wire.AppendEntries(d.es, b, d.pkt.Sender); err != nil {
-			d.r, d.err, d.generic = wire.Malformed, err, false
+			d.r, d.err = wire.Malformed, err
 			return d
 		}
 	}
@@ -131,7 +128,7 @@ func (m *Mesh) control(pkt *syncdpb.Packet, from netip.AddrPort, now Time) {
 	p.heard, p.lastSeen = true, now.Mono
 	if hb := pkt.Heartbeat; hb != nil {
 		p.recv.OnHeartbeat(hb.HighestSequence, hb.LowestRetained, mono)
-		p.api, p.ready, p.announced = hb.ApiAddress, hb.Ready, hb.Entries
+		p.api, p.ready = hb.ApiAddress, hb.Ready
 		p.hbSeen, p.lastHB = true, now.Mono
 		if p.recv.Pending() || p.wantSnap {
 			m.wantTick(now.Mono)
