@@ -5,9 +5,14 @@ package arch_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -18,6 +23,7 @@ type pkg struct {
 	ImportPath string
 	Name       string
 	Doc        string
+	Dir        string
 	Imports    []string
 	GoFiles    []string
 }
@@ -95,10 +101,18 @@ func TestImportDirection(t *testing.T) {
 
 // Pure packages take inputs and return decisions: no sockets, clocks,
 // kernel or RPC.
-var pure = []string{"saru/partition", "filter/bucket"}
+var pure = []string{
+	"filter/bucket", "saru/partition", "saru/coord",
+	"syncd/mesh", "syncd/wire", "syncd/reliable", "syncd/table", "syncd/ipvssync",
+}
 
-var impure = []string{"net", "os", "os/exec", "syscall", "time", "sync", "golang.org/x/sys", "github.com/mdlayher",
+var impure = []string{"net", "os", "os/exec", "syscall", "sync", "golang.org/x/sys", "github.com/mdlayher",
 	"github.com/google/nftables", "github.com/jsimonetti", "github.com/hashicorp", "google.golang.org/grpc", "github.com/ti-mo"}
+
+// clock lists what of package time reads the clock, sleeps or starts a
+// timer: a pure package may hold times and durations as values (passed
+// in), never these.
+var clock = []string{"Now", "Since", "Until", "Sleep", "After", "AfterFunc", "Tick", "NewTimer", "NewTicker"}
 
 func TestPureCoresDoNoIO(t *testing.T) {
 	for _, p := range listPackages(t) {
@@ -115,5 +129,47 @@ func TestPureCoresDoNoIO(t *testing.T) {
 				}
 			}
 		}
+		for _, f := range p.GoFiles {
+			for _, use := range clockUses(t, filepath.Join(p.Dir, f)) {
+				t.Errorf("pure package %s reads the clock: %s", rel(p.ImportPath), use)
+			}
+		}
 	}
+}
+
+// clockUses lists the uses of package time's clock functions in a file.
+func clockUses(t *testing.T, path string) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := ""
+	for _, imp := range f.Imports {
+		if p, _ := strconv.Unquote(imp.Path.Value); p == "time" {
+			name = "time"
+			if imp.Name != nil {
+				name = imp.Name.Name
+			}
+		}
+	}
+	if name == "" {
+		return nil
+	}
+	if name == "_" || name == "." {
+		return []string{fset.Position(f.Package).String() + ": time imported as " + name}
+	}
+	var uses []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		sel, ok := n.(*ast.SelectorExpr)
+		if !ok {
+			return true
+		}
+		if x, ok := sel.X.(*ast.Ident); ok && x.Name == name && slices.Contains(clock, sel.Sel.Name) {
+			uses = append(uses, fset.Position(sel.Pos()).String()+": time."+sel.Sel.Name)
+		}
+		return true
+	})
+	return uses
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,14 +76,14 @@ func run() error {
 		return err
 	}
 	defer closeBackend()
-	node, err := daemon.New(cfg, daemon.Deps{Backend: be, Logger: log})
+	d, err := daemon.New(cfg, daemon.Deps{Backend: be, Logger: log})
 	if err != nil {
 		return err
 	}
 
 	if cfg.MetricsListen != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(node, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(d, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		srv := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -98,21 +99,52 @@ func run() error {
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			if err := node.ReloadKeys(); err != nil {
+			if err := d.ReloadKeys(); err != nil {
 				log.Error("key reload failed; keeping the current keys", "error", err)
 			}
 		}
 	}()
 	go func() {
-		if node.WaitReady(ctx.Done()) {
-			if err := daemon.Notify("READY=1\nSTATUS=snapshot complete"); err != nil {
+		if d.WaitReady(ctx.Done()) {
+			if _, err := sd.SdNotify(false, sd.SdNotifyReady+"\nSTATUS=snapshot complete"); err != nil {
 				log.Warn("sd_notify failed", "error", err)
 			}
 		}
 	}()
-	err = node.Run(ctx)
-	_ = daemon.Notify("STOPPING=1")
+	go watchdog(ctx, d, log)
+	err = d.Run(ctx)
+	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
 	return err
+}
+
+// watchdog pings systemd's watchdog at half its interval while ctx lives
+// and the daemon's protocol loop runs, when the unit enables it
+// (WatchdogSec=): a wedged syncd is restarted.
+func watchdog(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
+	iv, err := sd.SdWatchdogEnabled(false)
+	if err != nil {
+		log.Warn("systemd watchdog", "error", err)
+		return
+	}
+	if iv <= 0 {
+		return
+	}
+	t := time.NewTicker(iv / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if !d.TickedWithin(now, iv) {
+				log.Warn("sync loop stalled; not pinging the systemd watchdog")
+				continue
+			}
+			if _, err := sd.SdNotify(false, sd.SdNotifyWatchdog); err != nil {
+				log.Warn("sd_notify watchdog failed", "error", err)
+			}
+		}
+	}
 }
 
 func openBackend(ctx context.Context, cfg daemon.Config, log *slog.Logger) (conn.Backend, func(), error) {

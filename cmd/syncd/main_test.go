@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,5 +113,57 @@ backend: memory
 		case <-time.After(5 * time.Second):
 			t.Errorf("d%d did not stop on SIGTERM", i)
 		}
+	}
+}
+
+// TestNotifiesSystemd runs syncd as systemd would with Type=notify and
+// WatchdogSec=: it reports READY=1 once its snapshot is complete, pings
+// the watchdog, and reports STOPPING=1 on SIGTERM.
+func TestNotifiesSystemd(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	key := filepath.Join(dir, "sync.key")
+	os.WriteFile(key, []byte("1 000102030405060708090a0b0c0d0e0f\n"), 0o600)
+	base := 52000 + os.Getpid()%10000
+	cfg := filepath.Join(dir, "d.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id: d1
+api_listen: 127.0.0.1:%d
+key_file: %s
+unicast: {listen: 127.0.0.1:%d, peers: [127.0.0.1:%d]}
+snapshot: {wait: 200ms}
+backend: memory
+`, base, key, base+1, base+1)), 0o600)
+	cmd := syncd("-config", cfg)
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	await := func(want string) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ln.SetReadDeadline(deadline)
+			n, err := ln.Read(buf)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", want, err)
+			}
+			if slices.Contains(strings.Split(string(buf[:n]), "\n"), want) {
+				return
+			}
+		}
+	}
+	await("READY=1")
+	await("WATCHDOG=1")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	await("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exited with %v", err)
 	}
 }

@@ -171,7 +171,7 @@ func TestAttacksNeverReachTheTable(t *testing.T) {
 
 	// The same counts, labelled by reason, in the Prometheus metrics.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(d1.Node)
+	reg.MustRegister(d1.Daemon)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func testGroup() (netip.Addr, uint16) {
 }
 
 type testNode struct {
-	*Node
+	*Daemon
 	be     *conn.MemoryBackend
 	lossy  *transport.Lossy
 	cancel context.CancelFunc
@@ -107,7 +107,7 @@ func (c *cluster) startWith(id string, mod func(*Config)) *testNode {
 		c.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{Node: n, be: be, lossy: lossy, cancel: cancel, done: make(chan error, 1)}
+	tn := &testNode{Daemon: n, be: be, lossy: lossy, cancel: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.Run(ctx) }()
 	select {
 	case <-n.Ready():
@@ -310,7 +310,7 @@ func TestRefreshResendsIdleEntries(t *testing.T) {
 	c.allHold(map[string][]conn.Entry{"d0": es}, 5*time.Second)
 	before, _ := d1.Entry(es[0].Key())
 	waitFor(t, 5*time.Second, "two refresh rounds", func() (bool, string) {
-		r := d1.counters().results["refreshed"]
+		r := d1.counters().Results["refreshed"]
 		return r >= 1000, fmt.Sprintf("%d refreshes", r)
 	})
 	after, _ := d1.Entry(es[0].Key())

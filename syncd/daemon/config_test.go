@@ -79,16 +79,18 @@ func TestExampleConfigParses(t *testing.T) {
 
 func TestRateLogSuppresses(t *testing.T) {
 	var buf strings.Builder
-	n := &Node{log: slog.New(slog.NewTextHandler(&buf, nil)), logLast: map[string]time.Time{}, logSupp: map[string]int{}}
+	rl := newRateLog(slog.New(slog.NewTextHandler(&buf, nil)))
+	now := time.Now()
+	rl.now = func() time.Time { return now }
 	for i := 0; i < 100; i++ {
-		n.rateLog("reject_bad_mac", "sync packet rejected", "reason", "bad_mac")
+		rl.warn("reject_bad_mac", "sync packet rejected", "reason", "bad_mac")
 	}
-	n.rateLog("reject_truncated", "sync packet rejected", "reason", "truncated")
+	rl.warn("reject_truncated", "sync packet rejected", "reason", "truncated")
 	if lines := strings.Count(buf.String(), "\n"); lines != 2 {
 		t.Fatalf("%d log lines for 101 rejections of two reasons:\n%s", lines, buf.String())
 	}
-	n.logLast["reject_bad_mac"] = time.Now().Add(-2 * time.Second)
-	n.rateLog("reject_bad_mac", "sync packet rejected", "reason", "bad_mac")
+	now = now.Add(2 * time.Second)
+	rl.warn("reject_bad_mac", "sync packet rejected", "reason", "bad_mac")
 	if !strings.Contains(buf.String(), "suppressed=99") {
 		t.Fatalf("suppressed count not reported:\n%s", buf.String())
 	}

@@ -48,7 +48,7 @@ func (c *cluster) startInWith(l *lab, ns, id string, tc transport.Config, backen
 		c.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{Node: n, be: be, lossy: transport.NewLossy(tr, 0, 1), cancel: cancel, done: make(chan error, 1)}
+	tn := &testNode{Daemon: n, be: be, lossy: transport.NewLossy(tr, 0, 1), cancel: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.Run(ctx) }()
 	<-n.Ready()
 	c.nodes = append(c.nodes, tn)

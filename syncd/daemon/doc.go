@@ -1,26 +1,24 @@
 // Package daemon is syncd: it wires a local Backend (IPVS bridge,
-// conntrack or memory), the connection table, the reliability state
-// machines, the authenticated wire format, a Transport and the
-// syncd.v1.Sync gRPC service into one running Node.
+// conntrack or memory), a Transport and the syncd.v1.Sync gRPC service
+// around the pure sync core (syncd/mesh) into one running Daemon.
 //
 // # Flow
 //
-// Entries the backend exports are stamped with this node's id and a
-// hybrid-logical-clock version, upserted into the table and packed into
-// datagrams up to the path MTU. Every datagram carries the sender's id,
-// incarnation and a data sequence, is signed with the cluster key and
-// kept in a retransmit ring. Peers verify, check the sequence against the
-// per-sender receive window, apply the entries by version and hand the
-// changed ones to their backend. Heartbeats announce each sender's
-// highest sequence; receivers NACK gaps, give up what the sender no longer
-// holds and then pull a snapshot of that sender's entries over gRPC.
-// Local entries are re-sent once per refresh interval, so a peer that
-// missed one converges anyway.
+// The Daemon feeds the core what happens — entries the backend exports,
+// datagrams the transport receives, ticks, the chunks and end of snapshot
+// pulls — each with the time read once, and carries out the core's Ready:
+// it sends the datagrams, imports the entries into the backend, runs the
+// pulls over gRPC, logs the events (drops at most once a second per
+// reason) and sleeps until the core's next tick. Everything the protocol
+// decides (sequencing, NACKs, expiry, refresh, when to pull a snapshot) is
+// the core's; see syncd/mesh for the rules.
 //
-// A starting node pulls a full snapshot from a ready peer (one whose
-// heartbeat says ready) and then reports SNAPSHOT_STATE_COMPLETE; with no
-// ready peer within the snapshot wait it is complete on its own.
+// Received datagrams are verified and decoded (mesh.Opener) before the
+// lock that guards the core is taken, so the costly half of receiving runs
+// beside sending.
 //
-// The state machines live in syncd/reliable and syncd/table; this package
-// holds the goroutines, locks, clocks and sockets around them.
+// It also polls the key file and rolls the core's keys over when it
+// changes, and serves the core's counters as Prometheus metrics. This
+// package holds the goroutines, locks, clocks and sockets; the core holds
+// none.
 package daemon

@@ -1,6 +1,8 @@
 package daemon
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 var (
 	descEntries     = prometheus.NewDesc("syncd_table_entries", "Connection entries held.", nil, nil)
@@ -23,48 +25,51 @@ var (
 )
 
 // Describe implements prometheus.Collector.
-func (n *Node) Describe(ch chan<- *prometheus.Desc) {
+func (d *Daemon) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descByOrigin, descRejected, descResults, descSent, descSendErr, descExpired,
 		descImportErr, descReady, descPeerRecv, descPeerEntries, descPeerLost, descPeerRetrans, descPeerAuth, descPeerReplay, descPeerLag, descPeerMissing} {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector: it reads the node's counters.
-func (n *Node) Collect(ch chan<- prometheus.Metric) {
-	c := n.counters()
+// Collect implements prometheus.Collector: it reads the daemon's counters.
+func (d *Daemon) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	c := d.core.Counters(d.now())
+	sendErr, importErrs := d.sendErrs, d.importErrs
+	d.mu.Unlock()
 	g, ctr := prometheus.GaugeValue, prometheus.CounterValue
-	ch <- prometheus.MustNewConstMetric(descEntries, g, float64(c.entries))
-	for o, v := range c.byOrigin {
+	ch <- prometheus.MustNewConstMetric(descEntries, g, float64(c.Entries))
+	for o, v := range c.ByOrigin {
 		ch <- prometheus.MustNewConstMetric(descByOrigin, g, float64(v), o)
 	}
-	for r, v := range c.rejected {
+	for r, v := range c.Rejected {
 		ch <- prometheus.MustNewConstMetric(descRejected, ctr, float64(v), r)
 	}
-	for r, v := range c.results {
+	for r, v := range c.Results {
 		ch <- prometheus.MustNewConstMetric(descResults, ctr, float64(v), r)
 	}
-	ch <- prometheus.MustNewConstMetric(descSent, ctr, float64(c.sentData), "data")
-	ch <- prometheus.MustNewConstMetric(descSent, ctr, float64(c.sentCtrl), "control")
-	ch <- prometheus.MustNewConstMetric(descSent, ctr, float64(c.sentRetrans), "retransmit")
-	ch <- prometheus.MustNewConstMetric(descSendErr, ctr, float64(c.sendErr))
-	ch <- prometheus.MustNewConstMetric(descExpired, ctr, float64(c.expired))
-	ch <- prometheus.MustNewConstMetric(descImportErr, ctr, float64(c.importErrs))
+	ch <- prometheus.MustNewConstMetric(descSent, ctr, float64(c.SentData), "data")
+	ch <- prometheus.MustNewConstMetric(descSent, ctr, float64(c.SentControl), "control")
+	ch <- prometheus.MustNewConstMetric(descSent, ctr, float64(c.SentRetransmit), "retransmit")
+	ch <- prometheus.MustNewConstMetric(descSendErr, ctr, float64(sendErr))
+	ch <- prometheus.MustNewConstMetric(descExpired, ctr, float64(c.Expired))
+	ch <- prometheus.MustNewConstMetric(descImportErr, ctr, float64(importErrs))
 	ready := 0.0
-	if c.ready {
+	if c.Ready {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descReady, g, ready)
-	for _, p := range c.peers {
-		ch <- prometheus.MustNewConstMetric(descPeerRecv, ctr, float64(p.accepted), p.id)
-		ch <- prometheus.MustNewConstMetric(descPeerEntries, ctr, float64(p.entries), p.id)
-		ch <- prometheus.MustNewConstMetric(descPeerLost, ctr, float64(p.lost), p.id)
-		ch <- prometheus.MustNewConstMetric(descPeerRetrans, ctr, float64(p.retrans), p.id)
-		ch <- prometheus.MustNewConstMetric(descPeerAuth, ctr, float64(p.auth), p.id)
-		for v, x := range p.replay {
-			ch <- prometheus.MustNewConstMetric(descPeerReplay, ctr, float64(x), p.id, v)
+	for _, p := range c.Peers {
+		ch <- prometheus.MustNewConstMetric(descPeerRecv, ctr, float64(p.Accepted), p.ID)
+		ch <- prometheus.MustNewConstMetric(descPeerEntries, ctr, float64(p.Entries), p.ID)
+		ch <- prometheus.MustNewConstMetric(descPeerLost, ctr, float64(p.Lost), p.ID)
+		ch <- prometheus.MustNewConstMetric(descPeerRetrans, ctr, float64(p.Retransmits), p.ID)
+		ch <- prometheus.MustNewConstMetric(descPeerAuth, ctr, float64(p.Auth), p.ID)
+		for v, x := range p.Replay {
+			ch <- prometheus.MustNewConstMetric(descPeerReplay, ctr, float64(x), p.ID, v)
 		}
-		ch <- prometheus.MustNewConstMetric(descPeerLag, g, p.lag, p.id)
-		ch <- prometheus.MustNewConstMetric(descPeerMissing, g, float64(p.missing), p.id)
+		ch <- prometheus.MustNewConstMetric(descPeerLag, g, p.Lag.Seconds(), p.ID)
+		ch <- prometheus.MustNewConstMetric(descPeerMissing, g, float64(p.Missing), p.ID)
 	}
 }

@@ -83,19 +83,6 @@ func ParseProtocol(s string) (uint8, error) {
 	return uint8(n), nil
 }
 
-// ProtocolName names an IP protocol.
-func ProtocolName(p uint8) string {
-	switch p {
-	case conn.ProtoTCP:
-		return "tcp"
-	case conn.ProtoUDP:
-		return "udp"
-	case conn.ProtoSCTP:
-		return "sctp"
-	}
-	return strconv.Itoa(int(p))
-}
-
 func parseAddr(field, s string) (netip.Addr, error) {
 	if s == "" {
 		return netip.Addr{}, nil

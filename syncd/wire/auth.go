@@ -48,11 +48,6 @@ func (r Reason) String() string {
 	return "reason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// Reasons lists every rejection reason (for metric pre-registration).
-func Reasons() []Reason {
-	return []Reason{Truncated, BadMagic, BadVersion, UnknownKey, ExpiredKey, BadMAC, Malformed}
-}
-
 // Key is one cluster key.
 type Key struct {
 	ID     uint8

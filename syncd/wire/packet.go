@@ -1,9 +1,11 @@
 package wire
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	syncdpb "github.com/saru-lb/saru/proto/syncd/v1"
@@ -71,4 +73,70 @@ func CheckPacket(p *syncdpb.Packet) error {
 		}
 	}
 	return nil
+}
+
+// SealData marshals a data packet and returns the authenticated datagram
+// appended to dst, and its body (aliasing the datagram) for the sender's
+// retransmit ring: SealRetransmit sends the body again.
+func (s *Sealer) SealData(dst []byte, pkt *syncdpb.Packet) (dg, body []byte, err error) {
+	start := len(dst)
+	dst = s.AppendHeader(dst)
+	dst, err = proto.MarshalOptions{}.MarshalAppend(dst, pkt)
+	if err != nil {
+		return dst[:start], nil, fmt.Errorf("marshal data packet %d: %w", pkt.Sequence, err)
+	}
+	dg = s.Seal(dst[start:])
+	return dg, dg[HeaderLen : len(dg)-TagLen], nil
+}
+
+// SealRetransmit returns, appended to dst, the datagram that resends a
+// data packet body recorded from SealData, marked as a retransmission.
+func (s *Sealer) SealRetransmit(dst, body []byte) []byte {
+	start := len(dst)
+	dst = s.AppendHeader(dst)
+	dst = append(dst, body...)
+	// Packet field 5 (retransmit) = true: the marshalled body is reused
+	// as is, so the flag is appended rather than re-encoded.
+	dst = protowire.AppendTag(dst, 5, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, 1)
+	return s.Seal(dst[start:])
+}
+
+// SenderPrefix is how the body of every packet sender sends begins (field
+// 1, the sender id), for IsFrom.
+func SenderPrefix(sender string) []byte {
+	return protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), sender)
+}
+
+// IsFrom reports, without verifying, whether datagram dg names the sender
+// whose SenderPrefix is prefix: a node drops its own multicast looped back
+// before spending a MAC on it.
+func IsFrom(dg, prefix []byte) bool {
+	return len(dg) > HeaderLen && bytes.HasPrefix(dg[HeaderLen:], prefix)
+}
+
+// NACK sizing: at most MaxNackRanges ranges in one Nack; a range encodes
+// in at most nackRangeBytes, a Nack's own fields in nackOverhead plus the
+// target id.
+const (
+	MaxNackRanges  = 64
+	nackRangeBytes = 2 + 11 + 6
+	nackOverhead   = 3 + 2 + 11
+)
+
+// NackSize bounds the encoded size of a Nack to target with ranges ranges.
+func NackSize(target string, ranges int) int {
+	return nackOverhead + len(target) + nackRangeBytes*ranges
+}
+
+// BatchBudget is how many bytes of batches fit in one datagram of a sender
+// id senderLen bytes long, on a path of the given MTU (IPv6 or IPv4
+// header, UDP header, framing, the packet's own fields).
+func BatchBudget(mtu int, ipv6 bool, senderLen int) int {
+	ipHdr := 20
+	if ipv6 {
+		ipHdr = 40
+	}
+	const udpHdr, batchTag = 8, 2
+	return mtu - ipHdr - udpHdr - Overhead - PacketHeaderBound(senderLen) - batchTag
 }
