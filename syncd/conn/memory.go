@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -21,8 +22,15 @@ func NewMemoryBackend() *MemoryBackend {
 }
 
 // Export queues local entries for Run to hand to syncd. It blocks while
-// Run is not consuming, until ctx is done.
+// Run is not consuming, until ctx is done. It is where entries enter this
+// backend, so it validates them (syncd does not again): an invalid entry
+// refuses the whole batch.
 func (m *MemoryBackend) Export(ctx context.Context, entries []Entry) error {
+	for i := range entries {
+		if err := entries[i].Validate(); err != nil {
+			return fmt.Errorf("export entry %d: %w", i, err)
+		}
+	}
 	cp := append([]Entry(nil), entries...)
 	select {
 	case m.out <- cp:

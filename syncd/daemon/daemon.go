@@ -390,8 +390,6 @@ func (d *Daemon) logEvent(e mesh.Event) {
 		d.logs.warn(string(e.Reason), "sync packet rejected", append(args, "reason", string(e.Reason))...)
 	case e.Reason == mesh.DuplicateID:
 		d.logs.warn(string(e.Reason), "another syncd uses this node id", args...)
-	case e.Reason == mesh.InvalidLocal:
-		d.logs.warn(string(e.Reason), "local entry rejected", args...)
 	case e.Reason == mesh.MarshalFailed:
 		d.logs.warn(string(e.Reason), "marshal packet", args...)
 	case e.Reason == mesh.PeerHeard:

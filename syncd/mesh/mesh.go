@@ -304,7 +304,8 @@ func (m *Mesh) seeVersion(v uint64) {
 }
 
 // Export takes entries the local backend exported (Origin and Version
-// are stamped here).
+// are stamped here). The backend validated each where it decoded it (the
+// conn.Backend contract), so they are not checked again.
 func (m *Mesh) Export(es []conn.Entry, now Time) {
 	m.now = now.Mono
 	tt := tableTime(now)
@@ -312,12 +313,7 @@ func (m *Mesh) Export(es []conn.Entry, now Time) {
 		e := es[i]
 		e.Origin = m.cfg.ID
 		e.Version = m.nextVersion(now)
-		res := m.tab.Upsert(&e, tt)
-		m.c.results[res]++
-		if res == table.Invalid {
-			m.event(Event{Reason: InvalidLocal, Err: e.Validate()})
-			continue
-		}
+		m.c.results[m.tab.UpsertValid(&e, tt)]++
 		m.queue(&e, now)
 	}
 }

@@ -30,8 +30,6 @@ const (
 	DropControlStaleIncarnation Reason = "control_stale_incarnation"
 	// DuplicateID: another syncd sends with this node's id.
 	DuplicateID Reason = "duplicate_id"
-	// InvalidLocal: the backend exported an entry that fails validation.
-	InvalidLocal Reason = "invalid_local"
 	// MarshalFailed: a packet could not be encoded.
 	MarshalFailed Reason = "marshal_failed"
 	// Decisions worth logging.
