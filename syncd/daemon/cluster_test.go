@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/syncd/conn"
 	"github.com/saru-lb/saru/syncd/reliable"
 	"github.com/saru-lb/saru/syncd/transport"
@@ -163,20 +165,16 @@ func export(t *testing.T, n *testNode, origin, from, count int) []conn.Entry {
 	return all
 }
 
-// waitFor polls cond until it holds or the timeout passes.
+// waitFor polls cond until it holds or the timeout passes; cond's string
+// says what it still waits for.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
+	nstest.WaitFor(t, timeout, what, func() error {
+		if ok, msg := cond(); !ok {
+			return errors.New(msg)
 		}
-		last = msg
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %s", what, last)
+		return nil
+	})
 }
 
 // allHold waits until every node holds every entry of want with the

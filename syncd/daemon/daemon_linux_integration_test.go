@@ -10,6 +10,7 @@ import (
 
 	ct "github.com/ti-mo/conntrack"
 
+	"github.com/saru-lb/saru/deploy/nstest"
 	"github.com/saru-lb/saru/syncd/conn"
 	ctbackend "github.com/saru-lb/saru/syncd/conntrack"
 	"github.com/saru-lb/saru/syncd/transport"
@@ -28,7 +29,7 @@ func (c *cluster) startInWith(l *lab, ns, id string, tc transport.Config, backen
 	cfg := c.config(id)
 	cfg.Transport = tc
 	var tr transport.Transport
-	if err := l.in(ns, func() error {
+	if err := nstest.In(ns, func() error {
 		var err error
 		tr, err = transport.Open(context.Background(), tc)
 		return err
@@ -60,7 +61,7 @@ func (c *cluster) startInWith(l *lab, ns, id string, tc transport.Config, backen
 // "numgen random" rule dropping incoming sync datagrams in every
 // namespace: every entry reaches every peer.
 func TestIntegrationNamespacesNftLoss(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	for _, tc := range []struct {
 		name  string
 		group string
@@ -105,12 +106,12 @@ func TestIntegrationNamespacesNftLoss(t *testing.T) {
 // TestIntegrationConntrackSync: a conntrack flow created in one namespace
 // reaches the peer namespace's conntrack table through two syncds.
 func TestIntegrationConntrackSync(t *testing.T) {
-	requireRoot(t)
+	nstest.RequireRoot(t)
 	l := newLab(t, "synck", 2)
 	c := newCluster(t, clusterOpts{})
 	for i, ns := range l.nodes {
 		var be *ctbackend.Backend
-		if err := l.in(ns, func() error {
+		if err := nstest.In(ns, func() error {
 			var err error
 			be, err = ctbackend.Open(ctbackend.Config{DumpInterval: time.Hour})
 			return err
@@ -123,7 +124,7 @@ func TestIntegrationConntrackSync(t *testing.T) {
 		}, be)
 	}
 	var cc *ct.Conn
-	if err := l.in(l.nodes[0], func() error {
+	if err := nstest.In(l.nodes[0], func() error {
 		var err error
 		cc, err = ct.Dial(nil)
 		return err
@@ -138,7 +139,7 @@ func TestIntegrationConntrackSync(t *testing.T) {
 		t.Fatalf("create flow in %s: %v", l.nodes[0], err)
 	}
 	var peer *ct.Conn
-	if err := l.in(l.nodes[1], func() error {
+	if err := nstest.In(l.nodes[1], func() error {
 		var err error
 		peer, err = ct.Dial(nil)
 		return err
