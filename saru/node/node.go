@@ -170,7 +170,9 @@ func New(opts Options) (*Node, error) {
 }
 
 // Start binds the gRPC listener and memberlist, joins the seeds, and
-// starts the coordinator loop. It returns once the node serves.
+// starts the coordinator loop. It returns once the node serves, or an
+// error naming the id and the address of a live director that already
+// has this one's id (see the package doc), before taking any bucket.
 func (n *Node) Start(ctx context.Context) error {
 	cfg := n.cfg
 	n.start = time.Now()
