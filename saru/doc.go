@@ -89,5 +89,11 @@
 // memberlist's alive and merge delegates (logged, counted in
 // saru_refused_peers_total) and never becomes a member, so it cannot
 // change the cluster's assignment. Malformed assignments and stale epochs
-// are dropped with a typed reason (saru_dropped_assignments_total).
+// are dropped with a typed reason (saru_dropped_assignments_total). A
+// director whose id is live at another gossip address refuses to start; a
+// director restarting on its own address is not refused (package
+// saru/node). Calls refused before any work are counted in
+// saru_refused_requests_total. Refusals are logged at most about once a
+// second per reason, with what the sender controls clipped: a flood of bad
+// input costs a counter increment, not a log line.
 package saru

@@ -473,3 +473,42 @@ services:
 		t.Fatalf("-check: %v\n%s", err, out)
 	}
 }
+
+// TestDuplicateIDExits: a saru started with a live director's node.id
+// exits non-zero, naming the id and the live director's address, and the
+// cluster carries on as it was.
+func TestDuplicateIDExits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs daemons")
+	}
+	dir, twinDir := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir, twinDir} {
+		if err := os.WriteFile(filepath.Join(d, "token"), []byte("0123456789abcdef-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1 := startDaemon(t, dir, "d1", nil, "2s")
+	d2 := startDaemon(t, dir, "d2", []string{d1.gossip}, "2s")
+	settledCluster(t, 20*time.Second, d1, d2)
+	before, err := status(t, d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := startDaemon(t, twinDir, "d1", []string{d2.gossip}, "0s")
+	var exit error
+	select {
+	case exit = <-twin.done:
+		twin.finished = true
+	case <-time.After(10 * time.Second):
+		s, _ := status(t, twin)
+		t.Fatalf("a second d1 runs while d1 lives at %s: %+v", d1.gossip, s)
+	}
+	want := fmt.Sprintf("node.id %q is already used by a live director at %s", "d1", d1.gossip)
+	if exit == nil || !strings.Contains(twin.log.String(), want) {
+		t.Fatalf("twin exited with %v; its log does not say %q:\n%s", exit, want, nstest.LastLines(twin.log.String(), 10))
+	}
+	settledCluster(t, 5*time.Second, d1, d2)
+	if after, err := status(t, d2); err != nil || after.Epoch != before.Epoch {
+		t.Errorf("the twin changed the cluster: epoch %s -> %+v (%v)", before.Epoch, after, err)
+	}
+}

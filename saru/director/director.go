@@ -50,8 +50,10 @@ type Options struct {
 // Run assembles the director and runs it until ctx is done, then drains
 // it, leaves the cluster and removes the filter. It returns an error when
 // the director cannot start; in particular when IPVS refuses the configured
-// services (the error names the service or destination) or the kernel has
-// no IPVS while services are configured for it.
+// services (the error names the service or destination), the kernel has
+// no IPVS while services are configured for it, or a live director already
+// has this one's node.id (the error names it and that director's address;
+// the filter is removed again, owning nothing).
 func Run(ctx context.Context, opts Options) error {
 	d, err := assemble(ctx, opts)
 	if err != nil {

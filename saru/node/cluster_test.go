@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -84,9 +85,12 @@ type testOpts struct {
 	syncReady  bool
 	noSync     bool
 	verboseLog bool
-	probe      time.Duration // memberlist probe interval; the timeout is half
-	tls        *node.Options // ServerCreds and ClientCreds, when set
-	marker     string        // drain marker file
+	probe      time.Duration  // memberlist probe interval; the timeout is half
+	tls        *node.Options  // ServerCreds and ClientCreds, when set
+	marker     string         // drain marker file
+	gossip     netip.AddrPort // gossip bind address; zero: 127.0.0.1, any port
+	log        *slog.Logger   // replaces the test logger
+	registry   *prometheus.Registry
 }
 
 func defaults() testOpts {
@@ -102,10 +106,23 @@ func logger(verbose bool) *slog.Logger {
 
 func startDirector(t testing.TB, id string, seeds []string, o testOpts) *director {
 	t.Helper()
+	d, err := tryStartDirector(t, id, seeds, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// tryStartDirector starts a director and returns the error of its start.
+func tryStartDirector(t testing.TB, id string, seeds []string, o testOpts) (*director, error) {
+	t.Helper()
+	if !o.gossip.IsValid() {
+		o.gossip = netip.MustParseAddrPort("127.0.0.1:0")
+	}
 	cfg := config.Config{
 		ID: id, Name: id, Weight: 1, Buckets: o.buckets, Seed: o.seed,
 		Services:      []config.Service{{VIP: netip.MustParseAddr("192.0.2.10"), Protocols: []bucket.Protocol{bucket.TCP}, Port: 80, Sense: bucket.SrcPort}},
-		GossipBind:    netip.MustParseAddrPort("127.0.0.1:0"),
+		GossipBind:    o.gossip,
 		Seeds:         seeds,
 		ProbeInterval: o.probe, ProbeTimeout: o.probe / 2, SuspicionMult: 2, GossipInterval: 50 * time.Millisecond,
 		Tick: 20 * time.Millisecond, JoinDelay: o.joinDelay, Settle: 300 * time.Millisecond, FastFailover: o.fast,
@@ -118,6 +135,12 @@ func startDirector(t testing.TB, id string, seeds []string, o testOpts) *directo
 	d := &director{id: id, filter: &fakeFilter{}, sync: &fakeSync{}}
 	d.sync.ready.Store(o.syncReady)
 	opts := node.Options{Config: cfg, Filter: d.filter, FilterTable: "inet saru", Token: testToken, Listener: lis, Logger: logger(o.verboseLog)}
+	if o.registry != nil {
+		opts.Registry = o.registry
+	}
+	if o.log != nil {
+		opts.Logger = o.log
+	}
 	if !o.noSync {
 		opts.Sync = d.sync
 	}
@@ -130,11 +153,11 @@ func startDirector(t testing.TB, id string, seeds []string, o testOpts) *directo
 		t.Fatal(err)
 	}
 	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
+		return d, err
 	}
 	d.n = n
 	t.Cleanup(n.Stop)
-	return d
+	return d, nil
 }
 
 // startCluster starts directors d1..dk joined through d1.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -44,8 +45,10 @@ func (n *Node) memberlistConfig() *memberlist.Config {
 	mc.Events = d
 	mc.Alive = d
 	mc.Merge = d
+	mc.Conflict = d
 	mc.Logger = nil
-	mc.LogOutput = logWriter{n.log.With("component", "memberlist")}
+	ml := n.log.With("component", "memberlist")
+	mc.LogOutput = logWriter{l: ml, refusals: newRefusalLog(ml)}
 	return mc
 }
 
@@ -64,24 +67,33 @@ func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // check decodes a peer's metadata and refuses one whose bucket count or
-// seed differs from ours.
-func (d *delegate) check(node *memberlist.Node) (coord.Meta, error) {
+// seed differs from ours. It counts a refusal by reason and returns the
+// reason with the error.
+func (d *delegate) check(node *memberlist.Node) (coord.Meta, string, error) {
+	m, reason, err := d.decode(node)
+	if err != nil {
+		d.n.metrics.refused.WithLabelValues(reason).Inc()
+	}
+	return m, reason, err
+}
+
+func (d *delegate) decode(node *memberlist.Node) (coord.Meta, string, error) {
+	if len(node.Name) > maxIDLen {
+		return coord.Meta{}, "bad-id", fmt.Errorf("peer %q at %s: name of %d bytes, at most %d", clip(node.Name), node.Address(), len(node.Name), maxIDLen)
+	}
 	m, err := coord.UnmarshalMeta(node.Meta)
 	if err != nil {
-		d.n.metrics.refused.WithLabelValues("bad-meta").Inc()
-		return coord.Meta{}, fmt.Errorf("peer %s at %s: %w", node.Name, node.Address(), err)
+		return coord.Meta{}, "bad-meta", fmt.Errorf("peer %s at %s: %w", node.Name, node.Address(), err)
 	}
 	if m.ID != node.Name {
-		d.n.metrics.refused.WithLabelValues("id-mismatch").Inc()
-		return coord.Meta{}, fmt.Errorf("peer %s at %s: metadata names %q", node.Name, node.Address(), m.ID)
+		return coord.Meta{}, "id-mismatch", fmt.Errorf("peer %s at %s: metadata names %q", node.Name, node.Address(), clip(m.ID))
 	}
 	c := d.n.cfg
 	if r := coord.CheckPeer(coord.Config{ID: c.ID, Buckets: c.Buckets, Seed: c.Seed}, m); r != "" {
-		d.n.metrics.refused.WithLabelValues(string(r)).Inc()
-		return coord.Meta{}, fmt.Errorf("peer %s at %s refused (%s): it has %d buckets and seed %d, we have %d and %d",
+		return coord.Meta{}, string(r), fmt.Errorf("peer %s at %s refused (%s): it has %d buckets and seed %d, we have %d and %d",
 			node.Name, node.Address(), r, m.Buckets, m.Seed, c.Buckets, c.Seed)
 	}
-	return m, nil
+	return m, "", nil
 }
 
 // NotifyAlive keeps refused peers out of the member list.
@@ -89,8 +101,8 @@ func (d *delegate) NotifyAlive(node *memberlist.Node) error {
 	if node.Name == d.n.cfg.ID {
 		return nil
 	}
-	if _, err := d.check(node); err != nil {
-		d.n.log.Warn("peer refused", "err", err)
+	if _, reason, err := d.check(node); err != nil {
+		d.n.refusals.warn(reason, "peer refused", "err", err)
 		return err
 	}
 	return nil
@@ -102,12 +114,33 @@ func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
 		if p.Name == d.n.cfg.ID {
 			continue
 		}
-		if _, err := d.check(p); err != nil {
-			d.n.log.Warn("merge refused", "err", err)
+		if _, reason, err := d.check(p); err != nil {
+			d.n.refusals.warn(reason, "merge refused", "err", err)
 			return err
 		}
 	}
 	return nil
+}
+
+// NotifyConflict hears of a member gossiping an id another member (or
+// this director) already has from another address. memberlist keeps the
+// first and ignores the other. While this director starts, a live member
+// with our id makes Start refuse; once started, this director keeps
+// running: gossip cannot tell the twin from the original, and a running
+// director must not be stopped by what a peer says.
+//
+// A director restarted on its own address is no twin: memberlist takes
+// an alive message from the same address as the same member and lets the
+// new instance refute the old one's suspect or dead state.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	d.n.metrics.refused.WithLabelValues("duplicate-id").Inc()
+	addr := other.Address()
+	if existing.Name == d.n.cfg.ID && !d.n.joined.Load() {
+		d.n.twin.CompareAndSwap(nil, &addr)
+		return
+	}
+	d.n.refusals.logf(slog.LevelError, "duplicate-id", "two directors claim one id; the second is ignored",
+		"peer", clip(existing.Name), "address", existing.Address(), "other", addr)
 }
 
 func (d *delegate) NotifyJoin(node *memberlist.Node)   { d.alive(node) }
@@ -126,9 +159,9 @@ func (d *delegate) alive(node *memberlist.Node) {
 	if node.Name == d.n.cfg.ID {
 		return
 	}
-	m, err := d.check(node)
+	m, reason, err := d.check(node)
 	if err != nil {
-		d.n.log.Warn("peer ignored", "err", err)
+		d.n.refusals.warn(reason, "peer ignored", "err", err)
 		return
 	}
 	addr := node.Address() // copied here: memberlist mutates its nodes in place
@@ -138,23 +171,40 @@ func (d *delegate) alive(node *memberlist.Node) {
 	})
 }
 
-// logWriter turns memberlist's log lines into slog records.
-type logWriter struct{ l *slog.Logger }
+// maxMemberlistLine is the longest memberlist log line kept: its lines
+// quote member names and addresses that peers choose.
+const maxMemberlistLine = 256
+
+// logWriter turns memberlist's log lines into slog records. Its warnings
+// and errors are mostly about what peers sent, so they are rate-limited
+// like other refusals.
+type logWriter struct {
+	l        *slog.Logger
+	refusals *refusalLog
+}
 
 var _ io.Writer = logWriter{}
 
 func (w logWriter) Write(p []byte) (int, error) {
-	s := strings.TrimSpace(string(p))
+	b := bytes.TrimSpace(p)
 	lvl := slog.LevelDebug
 	switch {
-	case strings.Contains(s, "[ERR]"):
+	case bytes.Contains(b, []byte("[ERR]")):
 		lvl = slog.LevelError
-	case strings.Contains(s, "[WARN]"):
+	case bytes.Contains(b, []byte("[WARN]")):
 		lvl = slog.LevelWarn
 	}
-	if i := strings.Index(s, "memberlist: "); i >= 0 {
-		s = s[i+len("memberlist: "):]
+	if _, rest, ok := bytes.Cut(b, []byte("memberlist: ")); ok {
+		b = rest
 	}
-	w.l.Log(context.Background(), lvl, s)
+	s := string(b[:min(len(b), maxMemberlistLine)])
+	if len(b) > maxMemberlistLine {
+		s = fmt.Sprintf("%s...(%d bytes)", strings.ToValidUTF8(s, ""), len(b))
+	}
+	if lvl == slog.LevelDebug {
+		w.l.Log(context.Background(), lvl, s)
+	} else {
+		w.refusals.logf(lvl, "memberlist-"+lvl.String(), s)
+	}
 	return len(p), nil
 }

@@ -10,7 +10,7 @@ type metrics struct {
 	epoch, applied, owned, members, leader prometheus.Gauge
 	failovers, applyErrors                 prometheus.Counter
 	applySeconds                           prometheus.Histogram
-	events, refused, dropped               *prometheus.CounterVec
+	events, refused, dropped, refusedCalls *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -26,8 +26,9 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		events:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "saru_coordinator_events_total", Help: "Coordinator decisions by reason."}, []string{"reason"}),
 		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "saru_refused_peers_total", Help: "Gossip from peers refused, by reason."}, []string{"reason"}),
 		dropped:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "saru_dropped_assignments_total", Help: "Received assignments not taken, by reason."}, []string{"reason"}),
+		refusedCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "saru_refused_requests_total", Help: "gRPC calls refused before any work, by method and reason."}, []string{"method", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.epoch, m.applied, m.owned, m.members, m.leader, m.failovers, m.applyErrors, m.applySeconds, m.events, m.refused, m.dropped} {
+	for _, c := range []prometheus.Collector{m.epoch, m.applied, m.owned, m.members, m.leader, m.failovers, m.applyErrors, m.applySeconds, m.events, m.refused, m.dropped, m.refusedCalls} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

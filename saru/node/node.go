@@ -85,12 +85,13 @@ type Options struct {
 
 // Node is a running director coordinator.
 type Node struct {
-	opts    Options
-	cfg     config.Config
-	log     *slog.Logger
-	metrics *metrics
-	start   time.Time
-	grpcAdv string
+	opts     Options
+	cfg      config.Config
+	log      *slog.Logger
+	refusals *refusalLog // refused or malformed input, rate-limited
+	metrics  *metrics
+	start    time.Time
+	grpcAdv  string
 
 	core *coord.Core // owned by the loop goroutine
 
@@ -110,7 +111,12 @@ type Node struct {
 	syncReady   atomic.Bool
 
 	ml      *memberlist.Memberlist
-	selfAdr string            // memberlist address, host:port
+	selfAdr string // memberlist address, host:port
+	// twin is the gossip address of a live director that has our id, as
+	// memberlist reported it while this one started; joined is set once
+	// the start is past that check.
+	twin    atomic.Pointer[string]
+	joined  atomic.Bool
 	addrs   map[string]string // peer id -> memberlist address; loop-owned
 	srv     *grpc.Server
 	lis     net.Listener
@@ -159,11 +165,14 @@ func New(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = m
+	n.refusals = newRefusalLog(n.log)
 	return n, nil
 }
 
 // Start binds the gRPC listener and memberlist, joins the seeds, and
-// starts the coordinator loop. It returns once the node serves.
+// starts the coordinator loop. It returns once the node serves, or an
+// error naming the id and the address of a live director that already
+// has this one's id (see the package doc), before taking any bucket.
 func (n *Node) Start(ctx context.Context) error {
 	cfg := n.cfg
 	n.start = time.Now()
@@ -215,15 +224,15 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		n.srv.Stop()
 		n.cancel()
+		n.wg.Wait()
 		return fmt.Errorf("memberlist on %s: %w", cfg.GossipBind, err)
 	}
 	n.ml = ml
 	n.selfAdr = ml.LocalNode().Address() // read once: memberlist mutates its node in place
-	n.wg.Add(4)
-	go n.loop()
-	go n.metaUpdater()
-	go n.syncPoller()
-	go n.rejoiner()
+	// Join before the coordinator runs: it takes buckets, and must not if
+	// the id turns out to be taken. The join's push-pull merges the
+	// seeds' member lists before Join returns, so a live twin is known by
+	// then.
 	if len(cfg.Seeds) > 0 {
 		if k, err := ml.Join(cfg.Seeds); err != nil {
 			n.log.Warn("joining seeds failed; waiting to be joined", "seeds", cfg.Seeds, "contacted", k, "err", err)
@@ -231,6 +240,21 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Info("joined cluster", "contacted", k)
 		}
 	}
+	if twin := n.twin.Load(); twin != nil {
+		// Shutdown, not Leave: a leave announces our id dead, and the
+		// peers would believe it of the live director.
+		ml.Shutdown()
+		n.srv.Stop()
+		n.cancel()
+		n.wg.Wait()
+		return fmt.Errorf("node.id %q is already used by a live director at %s (this one gossips from %s): give every director its own id", cfg.ID, *twin, n.selfAdr)
+	}
+	n.joined.Store(true)
+	n.wg.Add(4)
+	go n.loop()
+	go n.metaUpdater()
+	go n.syncPoller()
+	go n.rejoiner()
 	n.log.Info("director started", "grpc", n.grpcAdv, "gossip", n.selfAdr, "buckets", cfg.Buckets)
 	return nil
 }
@@ -591,7 +615,7 @@ func (n *Node) watchOnce(ctx context.Context, l coord.Leader) error {
 func (n *Node) receive(from string, pa *sarupb.Assignment) {
 	a, err := fromProto(pa)
 	if err != nil {
-		n.log.Warn("assignment refused", "from", from, "reason", string(coord.DropInvalid), "err", err)
+		n.refusals.warn(string(coord.DropInvalid), "assignment refused", "from", from, "err", err)
 		n.metrics.dropped.WithLabelValues(string(coord.DropInvalid)).Inc()
 		return
 	}
@@ -599,7 +623,7 @@ func (n *Node) receive(from string, pa *sarupb.Assignment) {
 		if r := c.Receive(a); r != "" {
 			n.metrics.dropped.WithLabelValues(string(r)).Inc()
 			if r != coord.DropStale {
-				n.log.Warn("assignment refused", "from", from, "epoch", a.Epoch, "reason", string(r))
+				n.refusals.warn(string(r), "assignment refused", "from", from, "epoch", a.Epoch)
 			}
 		}
 	})

@@ -147,11 +147,11 @@ func (s *server) WhoOwns(ctx context.Context, req *sarupb.WhoOwnsRequest) (*saru
 	}
 	src, err := netip.ParseAddr(req.SrcAddr)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "src_addr %q: %v", req.SrcAddr, err)
+		return nil, status.Errorf(codes.InvalidArgument, "src_addr %q: %v", clip(req.SrcAddr), err)
 	}
 	dst, err := netip.ParseAddr(req.DstAddr)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "dst_addr %q: %v", req.DstAddr, err)
+		return nil, status.Errorf(codes.InvalidArgument, "dst_addr %q: %v", clip(req.DstAddr), err)
 	}
 	if src.Is4() != dst.Is4() {
 		return nil, status.Errorf(codes.InvalidArgument, "src_addr %s and dst_addr %s: different address families", src, dst)
@@ -163,7 +163,7 @@ func (s *server) WhoOwns(ctx context.Context, req *sarupb.WhoOwnsRequest) (*saru
 	if req.Protocol != "" {
 		p, err := bucket.ParseProtocol(req.Protocol)
 		if err != nil || (p != bucket.TCP && p != bucket.UDP && p != bucket.ICMP) {
-			return nil, status.Errorf(codes.InvalidArgument, "protocol %q: want tcp, udp or icmp", req.Protocol)
+			return nil, status.Errorf(codes.InvalidArgument, "protocol %q: want tcp, udp or icmp", clip(req.Protocol))
 		}
 		proto = p
 	}
@@ -280,14 +280,27 @@ func (s *server) Undrain(ctx context.Context, req *sarupb.UndrainRequest) (*saru
 		})
 }
 
+// maxIDLen is the longest director id: package config refuses a longer
+// node.id, so a longer one in a request names no director.
+const maxIDLen = 64
+
 // mutate authorises a drain or undrain of node id, then runs it here when
 // id is this director, or forwards the request to the director it names.
 func mutate[R any](s *server, ctx context.Context, op, id string,
 	forward func(context.Context, sarupb.ClusterClient) (R, error),
 	local func(context.Context) (R, error)) (R, error) {
 	var none R
+	if len(id) > maxIDLen {
+		err := status.Errorf(codes.InvalidArgument, "node_id: %d bytes, at most %d", len(id), maxIDLen)
+		s.refuse(ctx, op, "invalid-argument", id, err)
+		return none, err
+	}
 	if err := s.authorize(ctx); err != nil {
-		s.n.log.Warn(op+" refused", "node", id, "err", err)
+		reason := "permission-denied"
+		if status.Code(err) == codes.Unauthenticated {
+			reason = "unauthenticated"
+		}
+		s.refuse(ctx, op, reason, id, err)
 		return none, err
 	}
 	self, addr, err := s.target(id)
@@ -309,6 +322,17 @@ func mutate[R any](s *server, ctx context.Context, op, id string,
 		return none, mutateErr(op, id, err)
 	}
 	return r, nil
+}
+
+// refuse counts a call refused before any work and logs it, rarely: the
+// caller controls the id and the rate.
+func (s *server) refuse(ctx context.Context, op, reason, id string, err error) {
+	s.n.metrics.refusedCalls.WithLabelValues(op, reason).Inc()
+	from := ""
+	if p, ok := peer.FromContext(ctx); ok {
+		from = p.Addr.String()
+	}
+	s.n.refusals.warn(op+"-"+reason, op+" refused", "node", clip(id), "from", from, "err", status.Convert(err).Message())
 }
 
 func mutateErr(op, id string, err error) error {
