@@ -132,7 +132,9 @@ type peer struct {
 	lastHB    time.Duration
 	entries   uint64 // entries received and applied
 	retrans   uint64 // retransmitted packets received
-	rejAuth   uint64
+	rejAuth   uint64 // authentic but malformed datagrams from its addresses
+	addrs     [maxPeerAddrs]netip.Addr
+	nextAddr  int // the slot of addrs to overwrite next
 	rejReplay map[reliable.Verdict]uint64
 	snapshots uint64
 	pulling   bool
@@ -147,7 +149,6 @@ type Mesh struct {
 	tab        *table.Table
 	snd        *reliable.Sender
 	peers      map[string]*peer
-	byAddr     map[netip.Addr]string
 	kr         *wire.Keyring
 	sealer     *wire.Sealer
 	selfPrefix []byte
@@ -220,8 +221,8 @@ func New(cfg Config, keys []wire.Key, now Time) (*Mesh, error) {
 	m := &Mesh{
 		cfg: cfg, start: now.Mono,
 		tab: table.New(time.Time{}), snd: reliable.NewSender(cfg.Reliable),
-		peers: map[string]*peer{}, byAddr: map[netip.Addr]string{},
-		kr: kr, sealer: wire.NewSealer(kr), selfPrefix: wire.SenderPrefix(cfg.ID),
+		peers: map[string]*peer{},
+		kr:    kr, sealer: wire.NewSealer(kr), selfPrefix: wire.SenderPrefix(cfg.ID),
 		packer:       wire.Packer{Budget: cfg.Budget},
 		snapState:    syncdpb.SnapshotState_SNAPSHOT_STATE_PENDING,
 		tried:        map[string]time.Duration{},
