@@ -165,8 +165,10 @@ func TestAttacksNeverReachTheTable(t *testing.T) {
 	if _, ok := d1.Entry(e.Key()); ok {
 		t.Fatal("a replayed packet brought an expired entry back")
 	}
-	if p := d1.Stats("d0").Peers[0]; p.RejectedAuth < 9 {
-		t.Errorf("auth rejections from d0's address not attributed to d0: %+v", p)
+	// Forgeries from d0's address say nothing about d0 (a source address
+	// is free to spoof): they are counted by reason only.
+	if p := d1.Stats("d0").Peers[0]; p.RejectedAuth != 0 {
+		t.Errorf("forgeries from d0's address charged to d0: %+v", p)
 	}
 
 	// The same counts, labelled by reason, in the Prometheus metrics.
