@@ -78,6 +78,7 @@ func (c *cluster) config(id string) Config {
 	}
 	return Config{
 		NodeID: id, APIListen: "127.0.0.1:0", KeyFile: keyFile, KeyGrace: time.Minute, MTU: 1500,
+		StateDir:     filepath.Join(c.keyDir, id+".state"),
 		Transport:    transport.Config{Group: c.group, Port: c.port, Interface: "lo", Loopback: true, ReadBuffer: 64 << 20},
 		SnapshotWait: c.opts.wait, Heartbeat: 50 * time.Millisecond, Tick: 2 * time.Millisecond, Flush: time.Millisecond,
 		Refresh: c.opts.refresh, Expire: 200 * time.Millisecond, Reliable: c.opts.reliable,

@@ -15,7 +15,8 @@
 // caller that guards the Mesh with a lock runs an Opener outside it.
 //
 // It does no I/O, reads no clock, starts no goroutines, draws no random
-// numbers (the incarnation is configured) and is not safe for concurrent
+// numbers (the incarnation is configured: NextIncarnation computes it from
+// the one the caller kept from the last run) and is not safe for concurrent
 // use. Sockets, gRPC, the backend, key files, metrics and the goroutines
 // around them are package daemon's.
 //

@@ -27,8 +27,9 @@ func (t Time) Add(d time.Duration) Time { return Time{Mono: t.Mono + d, Wall: t.
 
 // Config is a Mesh's fixed configuration.
 type Config struct {
-	// ID names this node; Incarnation tells its runs apart (a restarted
-	// node must use a higher one: the caller takes the wall clock).
+	// ID names this node; Incarnation tells its runs apart: a restarted
+	// node must use a higher one, whatever its clock says (see
+	// NextIncarnation).
 	ID          string
 	Incarnation uint64
 	// Advertise is the API address announced in heartbeats.
@@ -65,6 +66,16 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("heartbeat, flush, refresh and expire: must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// NextIncarnation is the incarnation of a run that follows one whose
+// incarnation was last (0 when none is known): above last, so peers
+// follow the new run at once and refuse the old one's packets for good,
+// however far the wall clock has stepped back since; and not below the
+// wall clock in nanoseconds, so that a node whose record of last is lost
+// still starts above its earlier runs while its clock is sane.
+func NextIncarnation(last uint64, wall time.Time) uint64 {
+	return max(last+1, uint64(max(wall.UnixNano(), 0)))
 }
 
 // Timings the protocol does not expose.
