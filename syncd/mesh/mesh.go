@@ -229,6 +229,10 @@ func New(cfg Config, keys []wire.Key, now Time) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Reliable.JoinSettle == 0 {
+		// Two of the peers' heartbeats (the cluster shares the interval).
+		cfg.Reliable.JoinSettle = int64(2 * cfg.Heartbeat)
+	}
 	m := &Mesh{
 		cfg: cfg, start: now.Mono,
 		tab: table.New(time.Time{}), snd: reliable.NewSender(cfg.Reliable),

@@ -207,7 +207,9 @@ func (m *Mesh) applyData(sender string, inc, seq uint64, retransmit bool, es []c
 	p := m.peer(sender)
 	v := p.recv.OnData(inc, seq, int64(now.Mono))
 	if v != reliable.Accept {
-		p.rejReplay[v]++
+		if v != reliable.Unanchored { // not a replay: data heard too early
+			p.rejReplay[v]++
+		}
 		if v != reliable.Duplicate || !retransmit {
 			m.event(Event{Reason: dataReason(v), Peer: sender, From: from, Seq: seq})
 		}

@@ -42,7 +42,9 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the golden output of testdata
 //	restart ID             replace a core by a new incarnation
 //	step ID DURATION       step a core's wall clock
 //	replay FROM TO         deliver FROM's last data datagram to TO again
-//	replay-old FROM TO     ... the last one of FROM's previous run
+//	record ID              keep the core's last data datagram, for replay-old
+//	replay-old FROM TO     deliver the one kept (by record, or by restart:
+//	                       the last one of the previous run) to TO again
 //	forge FROM TO          ... with one byte flipped
 //	fail-pulls on|off      pulls fail (the peer's API is unreachable)
 //	print                  each core's table and state
@@ -140,7 +142,7 @@ type simNode struct {
 	backend  map[conn.Key]conn.Entry
 	exported int
 	lastData []byte
-	oldData  []byte // lastData of the previous run
+	oldData  []byte // kept by record, or lastData of the previous run
 	inc      uint64 // the incarnation, as the daemon keeps it across runs
 	drops    map[mesh.Reason]int
 }
@@ -294,6 +296,9 @@ func (s *sim) run(t *testing.T, cmd string) string {
 	case "step":
 		n := s.node(t, args[0])
 		n.wallOff += dur(args[1])
+	case "record":
+		n := s.node(t, args[0])
+		n.oldData = n.lastData
 	case "replay", "replay-old", "forge":
 		from, to := s.node(t, args[0]), s.node(t, args[1])
 		dg := slices.Clone(from.lastData)
