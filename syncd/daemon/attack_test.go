@@ -271,7 +271,7 @@ func TestJoinPullsSnapshot(t *testing.T) {
 func TestFarBehindFallsBackToSnapshot(t *testing.T) {
 	c := newCluster(t, clusterOpts{reliable: reliable.Config{RingSize: 4}})
 	d0, d1 := c.start("d0"), c.start("d1")
-	waitFor(t, 5*time.Second, "peers", func() (bool, string) { return len(d1.Stats("").Peers) == 1, "" })
+	c.following()
 	d1.lossy.SetLoss(1)
 	es := export(t, d0, 0, 0, 2000) // ~45 datagrams, ring of 4
 	time.Sleep(100 * time.Millisecond)
@@ -287,6 +287,7 @@ func TestFarBehindFallsBackToSnapshot(t *testing.T) {
 func TestAPI(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	d0, d1 := c.start("d0"), c.start("d1")
+	c.following()
 	es := export(t, d0, 0, 0, 250)
 	udp := testEntry(1, 7)
 	udp.Protocol = conn.ProtoUDP

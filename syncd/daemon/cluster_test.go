@@ -178,6 +178,27 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 	})
 }
 
+// following waits until every node follows every other's stream: a
+// starting node takes a peer's data only once the peer's heartbeats have
+// named its current sequence (what came before arrives by snapshot).
+func (c *cluster) following() {
+	c.t.Helper()
+	waitFor(c.t, 5*time.Second, "nodes following each other", func() (bool, string) {
+		for _, n := range c.nodes {
+			ps := n.Stats("").Peers
+			if len(ps) != len(c.nodes)-1 {
+				return false, fmt.Sprintf("%s hears %d peers", n.ID(), len(ps))
+			}
+			for _, p := range ps {
+				if !p.CaughtUp {
+					return false, fmt.Sprintf("%s does not follow %s yet", n.ID(), p.PeerId)
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
 // allHold waits until every node holds every entry of want with the
 // origin's destination, and every node's backend imported the peers' ones.
 func (c *cluster) allHold(want map[string][]conn.Entry, timeout time.Duration) {
@@ -215,6 +236,7 @@ func TestFourPeersConverge(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		c.start(fmt.Sprintf("d%d", i))
 	}
+	c.following()
 	want := map[string][]conn.Entry{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -276,6 +298,7 @@ func testLoss(t *testing.T, loss float64) {
 	for i := 0; i < 4; i++ {
 		c.start(fmt.Sprintf("d%d", i))
 	}
+	c.following()
 	want := map[string][]conn.Entry{}
 	for i, n := range c.nodes {
 		want[n.ID()] = export(t, n, i, 0, 2000)

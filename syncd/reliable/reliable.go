@@ -193,10 +193,12 @@ type Stats struct {
 	Highest     uint64 // highest sequence received or announced
 	Contiguous  uint64 // every sequence up to it received or given up
 	Missing     uint64 // sequences still awaited
+	Joining     bool   // not yet anchored (see NewJoiningReceiver)
 }
 
-// CaughtUp reports whether nothing announced by the sender is missing.
-func (s Stats) CaughtUp() bool { return s.Missing == 0 && s.Contiguous >= s.Highest }
+// CaughtUp reports whether the receiver follows the sender and nothing
+// the sender announced is missing.
+func (s Stats) CaughtUp() bool { return !s.Joining && s.Missing == 0 && s.Contiguous >= s.Highest }
 
 type gap struct {
 	seen     int64
@@ -577,5 +579,6 @@ func (r *Receiver) Stats() Stats {
 		s.Contiguous = r.base - 1
 	}
 	s.Missing = uint64(len(r.gaps))
+	s.Joining = r.joining
 	return s
 }
