@@ -68,10 +68,11 @@ func TestRunTwoDaemons(t *testing.T) {
 		os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id: d%d
 api_listen: %s
 key_file: %s
+state_dir: %s
 unicast: {listen: %s, peers: [%s, %s]}
 snapshot: {wait: 500ms}
 backend: memory
-`, i, api[i], key, sync[i], sync[0], sync[1])), 0o600)
+`, i, api[i], key, filepath.Join(dir, fmt.Sprintf("d%d.state", i)), sync[i], sync[0], sync[1])), 0o600)
 		cmd := syncd("-config", cfg)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -134,10 +135,11 @@ func TestNotifiesSystemd(t *testing.T) {
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`node_id: d1
 api_listen: 127.0.0.1:%d
 key_file: %s
+state_dir: %s
 unicast: {listen: 127.0.0.1:%d, peers: [127.0.0.1:%d]}
 snapshot: {wait: 200ms}
 backend: memory
-`, base, key, base+1, base+1)), 0o600)
+`, base, key, filepath.Join(dir, "state"), base+1, base+1)), 0o600)
 	cmd := syncd("-config", cfg)
 	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
 	if err := cmd.Start(); err != nil {

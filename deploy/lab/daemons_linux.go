@@ -252,6 +252,7 @@ func (l *Lab) saruConfig(d *Director, joinDelay time.Duration) string {
 func (l *Lab) syncdConfig(d *Director) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node_id: %s\napi_listen: %q\nkey_file: %s\n", d.ID, d.SyncdAddr(), filepath.Join(l.work, "sync.key"))
+	fmt.Fprintf(&b, "state_dir: %s\n", filepath.Join(l.work, d.ID+"-syncd-state"))
 	fmt.Fprintf(&b, "multicast:\n  group: %q\n  port: %d\n  interface: mgmt0\n  ttl: 1\n", syncGroup, syncPort)
 	var peers []string
 	for _, o := range l.Directors {

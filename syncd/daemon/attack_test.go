@@ -165,8 +165,10 @@ func TestAttacksNeverReachTheTable(t *testing.T) {
 	if _, ok := d1.Entry(e.Key()); ok {
 		t.Fatal("a replayed packet brought an expired entry back")
 	}
-	if p := d1.Stats("d0").Peers[0]; p.RejectedAuth < 9 {
-		t.Errorf("auth rejections from d0's address not attributed to d0: %+v", p)
+	// Forgeries from d0's address say nothing about d0 (a source address
+	// is free to spoof): they are counted by reason only.
+	if p := d1.Stats("d0").Peers[0]; p.RejectedAuth != 0 {
+		t.Errorf("forgeries from d0's address charged to d0: %+v", p)
 	}
 
 	// The same counts, labelled by reason, in the Prometheus metrics.
@@ -269,7 +271,7 @@ func TestJoinPullsSnapshot(t *testing.T) {
 func TestFarBehindFallsBackToSnapshot(t *testing.T) {
 	c := newCluster(t, clusterOpts{reliable: reliable.Config{RingSize: 4}})
 	d0, d1 := c.start("d0"), c.start("d1")
-	waitFor(t, 5*time.Second, "peers", func() (bool, string) { return len(d1.Stats("").Peers) == 1, "" })
+	c.following()
 	d1.lossy.SetLoss(1)
 	es := export(t, d0, 0, 0, 2000) // ~45 datagrams, ring of 4
 	time.Sleep(100 * time.Millisecond)
@@ -285,6 +287,7 @@ func TestFarBehindFallsBackToSnapshot(t *testing.T) {
 func TestAPI(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	d0, d1 := c.start("d0"), c.start("d1")
+	c.following()
 	es := export(t, d0, 0, 0, 250)
 	udp := testEntry(1, 7)
 	udp.Protocol = conn.ProtoUDP

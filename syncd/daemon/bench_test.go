@@ -68,7 +68,22 @@ func BenchmarkEndToEnd(b *testing.B) {
 			go func() { defer wg.Done(); _ = n.Run(ctx) }()
 			<-n.Ready()
 		}
-		time.Sleep(200 * time.Millisecond) // heartbeats: everyone knows everyone
+		// Heartbeats: everyone knows and follows everyone (a starting
+		// node takes a peer's data only once it follows the peer).
+		waitFor(b, 5*time.Second, "peers following each other", func() (bool, string) {
+			for _, n := range nodes {
+				ps := n.Stats("").Peers
+				if len(ps) != peers-1 {
+					return false, n.ID()
+				}
+				for _, p := range ps {
+					if !p.CaughtUp {
+						return false, n.ID() + " " + p.PeerId
+					}
+				}
+			}
+			return true, ""
+		})
 		batches := make([][][]conn.Entry, peers)
 		for i := range peers {
 			for j := 0; j < perNode; j += 256 {

@@ -78,6 +78,7 @@ func (c *cluster) config(id string) Config {
 	}
 	return Config{
 		NodeID: id, APIListen: "127.0.0.1:0", KeyFile: keyFile, KeyGrace: time.Minute, MTU: 1500,
+		StateDir:     filepath.Join(c.keyDir, id+".state"),
 		Transport:    transport.Config{Group: c.group, Port: c.port, Interface: "lo", Loopback: true, ReadBuffer: 64 << 20},
 		SnapshotWait: c.opts.wait, Heartbeat: 50 * time.Millisecond, Tick: 2 * time.Millisecond, Flush: time.Millisecond,
 		Refresh: c.opts.refresh, Expire: 200 * time.Millisecond, Reliable: c.opts.reliable,
@@ -177,6 +178,27 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 	})
 }
 
+// following waits until every node follows every other's stream: a
+// starting node takes a peer's data only once the peer's heartbeats have
+// named its current sequence (what came before arrives by snapshot).
+func (c *cluster) following() {
+	c.t.Helper()
+	waitFor(c.t, 5*time.Second, "nodes following each other", func() (bool, string) {
+		for _, n := range c.nodes {
+			ps := n.Stats("").Peers
+			if len(ps) != len(c.nodes)-1 {
+				return false, fmt.Sprintf("%s hears %d peers", n.ID(), len(ps))
+			}
+			for _, p := range ps {
+				if !p.CaughtUp {
+					return false, fmt.Sprintf("%s does not follow %s yet", n.ID(), p.PeerId)
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
 // allHold waits until every node holds every entry of want with the
 // origin's destination, and every node's backend imported the peers' ones.
 func (c *cluster) allHold(want map[string][]conn.Entry, timeout time.Duration) {
@@ -214,6 +236,7 @@ func TestFourPeersConverge(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		c.start(fmt.Sprintf("d%d", i))
 	}
+	c.following()
 	want := map[string][]conn.Entry{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -275,6 +298,7 @@ func testLoss(t *testing.T, loss float64) {
 	for i := 0; i < 4; i++ {
 		c.start(fmt.Sprintf("d%d", i))
 	}
+	c.following()
 	want := map[string][]conn.Entry{}
 	for i, n := range c.nodes {
 		want[n.ID()] = export(t, n, i, 0, 2000)

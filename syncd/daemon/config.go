@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type Config struct {
 	MetricsListen string // Prometheus /metrics listen address; empty: none
 	KeyFile       string
 	KeyGrace      time.Duration
+	StateDir      string // what must survive a restart: the incarnation
 	MTU           int
 	Transport     transport.Config
 	SnapshotPeers []string
@@ -46,6 +48,7 @@ type File struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	KeyFile       string `yaml:"key_file"`
 	KeyGrace      string `yaml:"key_grace"`
+	StateDir      string `yaml:"state_dir"`
 	MTU           int    `yaml:"mtu"`
 	Multicast     *struct {
 		Group     string `yaml:"group"`
@@ -86,6 +89,7 @@ const (
 	DefaultMTU      = 1500
 	DefaultPort     = 8848
 	DefaultKeyGrace = 5 * time.Minute
+	DefaultStateDir = "/var/lib/syncd"
 )
 
 // ParseConfig parses and checks a YAML configuration. Unknown fields are
@@ -124,7 +128,7 @@ func dur(field, s string, def time.Duration) (time.Duration, error) {
 func (f *File) Check() (Config, error) {
 	c := Config{
 		NodeID: f.NodeID, APIListen: f.APIListen, Advertise: f.Advertise, MetricsListen: f.MetricsListen,
-		KeyFile: f.KeyFile, MTU: f.MTU, SnapshotPeers: f.Snapshot.Peers, Backend: f.Backend, LogLevel: f.LogLevel,
+		KeyFile: f.KeyFile, StateDir: f.StateDir, MTU: f.MTU, SnapshotPeers: f.Snapshot.Peers, Backend: f.Backend, LogLevel: f.LogLevel,
 	}
 	var errs []error
 	add := func(err error) {
@@ -152,6 +156,11 @@ func (f *File) Check() (Config, error) {
 	}
 	if c.KeyFile == "" {
 		add(errors.New("key_file: missing"))
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	} else if !filepath.IsAbs(c.StateDir) {
+		add(fmt.Errorf("state_dir: %q is not an absolute path", c.StateDir))
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

@@ -92,9 +92,16 @@ func New(cfg Config, deps Deps) (*Daemon, error) {
 	if budget < 200 {
 		return nil, fmt.Errorf("mtu: %d leaves no room for entries", cfg.MTU)
 	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("state_dir: missing")
+	}
+	inc, err := nextIncarnation(cfg.StateDir, d.start)
+	if err != nil {
+		return nil, err
+	}
 	now := d.now()
 	d.core, err = mesh.New(mesh.Config{
-		ID: cfg.NodeID, Incarnation: uint64(d.start.UnixNano()), Advertise: cfg.Advertise, Budget: budget,
+		ID: cfg.NodeID, Incarnation: inc, Advertise: cfg.Advertise, Budget: budget,
 		Heartbeat: cfg.Heartbeat, Flush: cfg.Flush, Refresh: cfg.Refresh, Expire: cfg.Expire,
 		SnapshotPeers: cfg.SnapshotPeers, SnapshotWait: cfg.SnapshotWait, Reliable: cfg.Reliable,
 	}, keys, now)
@@ -204,7 +211,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	close(d.ready)
-	d.log.Info("syncd running", "node", d.cfg.NodeID, "api", d.lis.Addr().String(), "incarnation", uint64(d.start.UnixNano()))
+	d.log.Info("syncd running", "node", d.cfg.NodeID, "api", d.lis.Addr().String(), "incarnation", d.core.Status(d.now()).Incarnation)
 
 	var err error
 	select {

@@ -123,6 +123,7 @@ func TestIntegrationConntrackSync(t *testing.T) {
 			Group: netip.MustParseAddr("239.255.77.8"), Port: c.port, Interface: "sync0", TTL: 1,
 		}, be)
 	}
+	c.following()
 	var cc *ct.Conn
 	if err := nstest.In(l.nodes[0], func() error {
 		var err error

@@ -17,6 +17,17 @@
 // lock that guards the core is taken, so the costly half of receiving runs
 // beside sending.
 //
+// # Incarnation
+//
+// Each run has an incarnation, which peers use to tell a restart from a
+// replay: they follow a higher one at once and refuse a lower one for
+// good. It is not the wall clock (a run started with its clock stepped
+// back would be ignored until every peer restarted): the run reads the
+// incarnation the last one kept in state_dir, takes the next
+// (mesh.NextIncarnation: above it, and not below the wall clock in case
+// the file was lost) and writes it back atomically, mode 0600, before the
+// first packet leaves.
+//
 // It also polls the key file and rolls the core's keys over when it
 // changes, and serves the core's counters as Prometheus metrics. This
 // package holds the goroutines, locks, clocks and sockets; the core holds

@@ -18,7 +18,7 @@ var (
 	descPeerEntries = prometheus.NewDesc("syncd_peer_entries_received_total", "Entries applied from a peer.", []string{"peer"}, nil)
 	descPeerLost    = prometheus.NewDesc("syncd_peer_packets_lost_total", "Data packets from a peer given up as lost.", []string{"peer"}, nil)
 	descPeerRetrans = prometheus.NewDesc("syncd_peer_packets_retransmitted_total", "Retransmitted data packets received from a peer.", []string{"peer"}, nil)
-	descPeerAuth    = prometheus.NewDesc("syncd_peer_packets_rejected_auth_total", "Datagrams from a peer's address that failed authentication.", []string{"peer"}, nil)
+	descPeerAuth    = prometheus.NewDesc("syncd_peer_packets_rejected_auth_total", "Datagrams from a peer's address that passed authentication but could not be decoded.", []string{"peer"}, nil)
 	descPeerReplay  = prometheus.NewDesc("syncd_peer_packets_rejected_replay_total", "Authentic datagrams from a peer rejected as replays, by verdict.", []string{"peer", "verdict"}, nil)
 	descPeerLag     = prometheus.NewDesc("syncd_peer_lag_seconds", "Seconds since the newest packet from a peer.", []string{"peer"}, nil)
 	descPeerMissing = prometheus.NewDesc("syncd_peer_missing_packets", "Data packets from a peer still awaited.", []string{"peer"}, nil)

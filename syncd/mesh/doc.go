@@ -15,7 +15,8 @@
 // caller that guards the Mesh with a lock runs an Opener outside it.
 //
 // It does no I/O, reads no clock, starts no goroutines, draws no random
-// numbers (the incarnation is configured) and is not safe for concurrent
+// numbers (the incarnation is configured: NextIncarnation computes it from
+// the one the caller kept from the last run) and is not safe for concurrent
 // use. Sockets, gRPC, the backend, key files, metrics and the goroutines
 // around them are package daemon's.
 //
@@ -42,6 +43,14 @@
 //   - A starting node pulls a full snapshot from a ready peer (or a
 //     configured snapshot peer) and is ready when one completes, or when
 //     no candidate shows up within Config.SnapshotWait.
+//   - A starting node takes a peer's data only once the peer's heartbeats
+//     (two intervals of them) have named its current sequence, and pulls
+//     that peer's entries up to it by snapshot: an old datagram replayed
+//     while it starts is neither applied nor taken as where the peer is
+//     (see reliable.NewJoiningReceiver).
+//   - Per-address state (which peer a source address belongs to, for
+//     counting authentic but malformed datagrams) is written only by an
+//     authentic, fresh packet, and bounded per peer.
 //   - Every local entry is re-sent once per Config.Refresh; the table is
 //     swept once per Config.Expire, paused while a snapshot is served
 //     (for at most a minute).

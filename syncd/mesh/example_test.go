@@ -20,6 +20,10 @@ func Example() {
 	a, _ := mesh.New(cfg("a"), keys, t0)
 	b, _ := mesh.New(cfg("b"), keys, t0)
 	from := netip.MustParseAddrPort("192.0.2.1:8848")
+	// b is ready alone (no snapshot wait), so it follows a from a's
+	// first packet; a starting core would take a's entries by snapshot.
+	b.Tick(t0)
+	b.Ready()
 
 	a.Export([]conn.Entry{entry(1, 0, 1), entry(1, 1, 1)}, t0)
 	now := t0.Add(time.Millisecond)

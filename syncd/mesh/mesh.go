@@ -27,8 +27,9 @@ func (t Time) Add(d time.Duration) Time { return Time{Mono: t.Mono + d, Wall: t.
 
 // Config is a Mesh's fixed configuration.
 type Config struct {
-	// ID names this node; Incarnation tells its runs apart (a restarted
-	// node must use a higher one: the caller takes the wall clock).
+	// ID names this node; Incarnation tells its runs apart: a restarted
+	// node must use a higher one, whatever its clock says (see
+	// NextIncarnation).
 	ID          string
 	Incarnation uint64
 	// Advertise is the API address announced in heartbeats.
@@ -65,6 +66,16 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("heartbeat, flush, refresh and expire: must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// NextIncarnation is the incarnation of a run that follows one whose
+// incarnation was last (0 when none is known): above last, so peers
+// follow the new run at once and refuse the old one's packets for good,
+// however far the wall clock has stepped back since; and not below the
+// wall clock in nanoseconds, so that a node whose record of last is lost
+// still starts above its earlier runs while its clock is sane.
+func NextIncarnation(last uint64, wall time.Time) uint64 {
+	return max(last+1, uint64(max(wall.UnixNano(), 0)))
 }
 
 // Timings the protocol does not expose.
@@ -132,7 +143,9 @@ type peer struct {
 	lastHB    time.Duration
 	entries   uint64 // entries received and applied
 	retrans   uint64 // retransmitted packets received
-	rejAuth   uint64
+	rejAuth   uint64 // authentic but malformed datagrams from its addresses
+	addrs     [maxPeerAddrs]netip.Addr
+	nextAddr  int // the slot of addrs to overwrite next
 	rejReplay map[reliable.Verdict]uint64
 	snapshots uint64
 	pulling   bool
@@ -147,7 +160,6 @@ type Mesh struct {
 	tab        *table.Table
 	snd        *reliable.Sender
 	peers      map[string]*peer
-	byAddr     map[netip.Addr]string
 	kr         *wire.Keyring
 	sealer     *wire.Sealer
 	selfPrefix []byte
@@ -217,11 +229,15 @@ func New(cfg Config, keys []wire.Key, now Time) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Reliable.JoinSettle == 0 {
+		// Two of the peers' heartbeats (the cluster shares the interval).
+		cfg.Reliable.JoinSettle = int64(2 * cfg.Heartbeat)
+	}
 	m := &Mesh{
 		cfg: cfg, start: now.Mono,
 		tab: table.New(time.Time{}), snd: reliable.NewSender(cfg.Reliable),
-		peers: map[string]*peer{}, byAddr: map[netip.Addr]string{},
-		kr: kr, sealer: wire.NewSealer(kr), selfPrefix: wire.SenderPrefix(cfg.ID),
+		peers: map[string]*peer{},
+		kr:    kr, sealer: wire.NewSealer(kr), selfPrefix: wire.SenderPrefix(cfg.ID),
 		packer:       wire.Packer{Budget: cfg.Budget},
 		snapState:    syncdpb.SnapshotState_SNAPSHOT_STATE_PENDING,
 		tried:        map[string]time.Duration{},

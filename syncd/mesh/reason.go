@@ -24,6 +24,10 @@ const (
 	DropDuplicate        Reason = "duplicate"
 	DropTooOld           Reason = "too_old"
 	DropStaleIncarnation Reason = "stale_incarnation"
+	// DropUnanchored: a data packet heard while starting, before the
+	// sender's heartbeats named its current sequence (its entries come
+	// with the snapshot).
+	DropUnanchored Reason = "unanchored"
 	// The same for a control packet (heartbeat, NACKs).
 	DropControlDuplicate        Reason = "control_duplicate"
 	DropControlTooOld           Reason = "control_too_old"
@@ -45,7 +49,7 @@ const (
 func (r Reason) Drop() bool {
 	switch r {
 	case DropTruncated, DropBadMagic, DropBadVersion, DropUnknownKey, DropExpiredKey, DropBadMAC, DropMalformed,
-		DropDuplicate, DropTooOld, DropStaleIncarnation,
+		DropDuplicate, DropTooOld, DropStaleIncarnation, DropUnanchored,
 		DropControlDuplicate, DropControlTooOld, DropControlStaleIncarnation:
 		return true
 	}

@@ -107,24 +107,59 @@ func (m *Mesh) Apply(d *Opened, now Time) {
 	}
 }
 
+// reject counts a datagram refused before it reached a peer's state. Only
+// a malformed one passed the MAC, so only it is charged to a peer, the
+// one whose address it came from: a forgery from a peer's address (a
+// spoof costs nothing) says nothing about that peer.
 func (m *Mesh) reject(r wire.Reason, from netip.AddrPort, err error) {
 	m.c.rejected[r]++
-	if id, ok := m.byAddr[from.Addr()]; ok && r != wire.Malformed {
-		m.peers[id].rejAuth++
+	if r == wire.Malformed {
+		if p := m.peerAt(from.Addr()); p != nil {
+			p.rejAuth++
+		}
 	}
 	m.event(Event{Reason: Reason(r.String()), From: from, Err: err})
+}
+
+// maxPeerAddrs bounds the source addresses remembered per peer (a
+// multi-homed peer, a renumbering): the oldest is forgotten first.
+const maxPeerAddrs = 4
+
+// heardAt remembers that an authentic and fresh packet of p came from
+// addr. Nothing else writes per-address state, so spoofed sources, even
+// replaying genuine datagrams, cost no memory.
+func (p *peer) heardAt(addr netip.Addr) {
+	for _, a := range p.addrs {
+		if a == addr {
+			return
+		}
+	}
+	p.addrs[p.nextAddr] = addr
+	p.nextAddr = (p.nextAddr + 1) % maxPeerAddrs
+}
+
+// peerAt returns the peer last heard at addr, if any.
+func (m *Mesh) peerAt(addr netip.Addr) *peer {
+	for _, p := range m.peers {
+		for _, a := range p.addrs {
+			if a == addr && a.IsValid() {
+				return p
+			}
+		}
+	}
+	return nil
 }
 
 // control handles a heartbeat and/or NACKs.
 func (m *Mesh) control(pkt *syncdpb.Packet, from netip.AddrPort, now Time) {
 	mono := int64(now.Mono)
 	p := m.peer(pkt.Sender)
-	m.byAddr[from.Addr()] = pkt.Sender
 	if v := p.recv.OnControl(pkt.Incarnation, pkt.ControlSequence, mono); v != reliable.Accept {
 		p.rejReplay[v]++
 		m.event(Event{Reason: controlReason(v), Peer: pkt.Sender, From: from})
 		return
 	}
+	p.heardAt(from.Addr())
 	p.heard, p.lastSeen = true, now.Mono
 	if hb := pkt.Heartbeat; hb != nil {
 		p.recv.OnHeartbeat(hb.HighestSequence, hb.LowestRetained, mono)
@@ -170,15 +205,17 @@ func (m *Mesh) sameID(inc uint64, from netip.AddrPort) {
 // window and applies its entries.
 func (m *Mesh) applyData(sender string, inc, seq uint64, retransmit bool, es []conn.Entry, from netip.AddrPort, now Time) {
 	p := m.peer(sender)
-	m.byAddr[from.Addr()] = sender
 	v := p.recv.OnData(inc, seq, int64(now.Mono))
 	if v != reliable.Accept {
-		p.rejReplay[v]++
+		if v != reliable.Unanchored { // not a replay: data heard too early
+			p.rejReplay[v]++
+		}
 		if v != reliable.Duplicate || !retransmit {
 			m.event(Event{Reason: dataReason(v), Peer: sender, From: from, Seq: seq})
 		}
 		return
 	}
+	p.heardAt(from.Addr())
 	p.heard, p.lastSeen = true, now.Mono
 	if retransmit {
 		p.retrans++

@@ -42,6 +42,9 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the golden output of testdata
 //	restart ID             replace a core by a new incarnation
 //	step ID DURATION       step a core's wall clock
 //	replay FROM TO         deliver FROM's last data datagram to TO again
+//	record ID              keep the core's last data datagram, for replay-old
+//	replay-old FROM TO     deliver the one kept (by record, or by restart:
+//	                       the last one of the previous run) to TO again
 //	forge FROM TO          ... with one byte flipped
 //	fail-pulls on|off      pulls fail (the peer's API is unreachable)
 //	print                  each core's table and state
@@ -139,6 +142,8 @@ type simNode struct {
 	backend  map[conn.Key]conn.Entry
 	exported int
 	lastData []byte
+	oldData  []byte // kept by record, or lastData of the previous run
+	inc      uint64 // the incarnation, as the daemon keeps it across runs
 	drops    map[mesh.Reason]int
 }
 
@@ -207,7 +212,8 @@ func (s *sim) node(t *testing.T, id string) *simNode {
 func (s *sim) start(t *testing.T, n *simNode) {
 	cfg := s.cfg
 	cfg.ID, cfg.Advertise = n.id, n.id+":7401"
-	cfg.Incarnation = uint64(s.time(n).Wall.UnixNano())
+	cfg.Incarnation = mesh.NextIncarnation(n.inc, s.time(n).Wall)
+	n.inc = cfg.Incarnation
 	m, err := mesh.New(cfg, keys, s.time(n))
 	if err != nil {
 		t.Fatal(err)
@@ -284,16 +290,24 @@ func (s *sim) run(t *testing.T, cmd string) string {
 	case "down", "up":
 		s.node(t, args[0]).up = f[0] == "up"
 	case "restart":
-		s.start(t, s.node(t, args[0]))
+		n := s.node(t, args[0])
+		n.oldData = n.lastData
+		s.start(t, n)
 	case "step":
 		n := s.node(t, args[0])
 		n.wallOff += dur(args[1])
-	case "replay", "forge":
+	case "record":
+		n := s.node(t, args[0])
+		n.oldData = n.lastData
+	case "replay", "replay-old", "forge":
 		from, to := s.node(t, args[0]), s.node(t, args[1])
-		if from.lastData == nil {
+		dg := slices.Clone(from.lastData)
+		if f[0] == "replay-old" {
+			dg = slices.Clone(from.oldData)
+		}
+		if dg == nil {
 			t.Fatalf("%s sent no data packet", from.id)
 		}
-		dg := slices.Clone(from.lastData)
 		if f[0] == "forge" {
 			dg[len(dg)/2] ^= 1
 		}

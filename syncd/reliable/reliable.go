@@ -31,6 +31,12 @@ type Config struct {
 	// one sequence (several receivers NACK the same loss), in
 	// nanoseconds. Default 5ms.
 	ResendHoldoff int64
+	// JoinSettle is how long a joining receiver listens to a sender's
+	// heartbeats before it takes the highest sequence they announced as
+	// the sender's current one, in nanoseconds: at least two of the
+	// sender's heartbeat intervals, so that a genuine heartbeat is among
+	// them. Default 200ms.
+	JoinSettle int64
 }
 
 func (c Config) withDefaults() Config {
@@ -52,6 +58,9 @@ func (c Config) withDefaults() Config {
 	if c.ResendHoldoff == 0 {
 		c.ResendHoldoff = 5e6
 	}
+	if c.JoinSettle == 0 {
+		c.JoinSettle = 200e6
+	}
 	return c
 }
 
@@ -65,6 +74,7 @@ const (
 	Duplicate                // seen before: a replay or a redundant retransmission
 	TooOld                   // below the window: a replay, or given up already
 	StaleIncarnation         // from an older run of the sender: a replay
+	Unanchored               // a joining receiver does not know the sender's current sequence yet
 )
 
 func (v Verdict) String() string {
@@ -77,6 +87,8 @@ func (v Verdict) String() string {
 		return "too_old"
 	case StaleIncarnation:
 		return "stale_incarnation"
+	case Unanchored:
+		return "unanchored"
 	}
 	return fmt.Sprintf("verdict(%d)", uint8(v))
 }
@@ -174,16 +186,19 @@ type Stats struct {
 	Duplicates  uint64 // data packets seen before
 	TooOld      uint64 // data packets below the window
 	Stale       uint64 // packets from an older incarnation
+	Unanchored  uint64 // data packets refused while joining
 	CtrlReplays uint64 // control packets replayed
 	Lost        uint64 // sequences given up
 	Nacked      uint64 // sequences NACKed (each attempt)
 	Highest     uint64 // highest sequence received or announced
 	Contiguous  uint64 // every sequence up to it received or given up
 	Missing     uint64 // sequences still awaited
+	Joining     bool   // not yet anchored (see NewJoiningReceiver)
 }
 
-// CaughtUp reports whether nothing announced by the sender is missing.
-func (s Stats) CaughtUp() bool { return s.Missing == 0 && s.Contiguous >= s.Highest }
+// CaughtUp reports whether the receiver follows the sender and nothing
+// the sender announced is missing.
+func (s Stats) CaughtUp() bool { return !s.Joining && s.Missing == 0 && s.Contiguous >= s.Highest }
 
 type gap struct {
 	seen     int64
@@ -206,8 +221,14 @@ type Receiver struct {
 
 	snapshot bool
 	fresh    bool // first contact, nothing accepted nor announced yet
-	joining  bool // see NewJoiningReceiver
-	stats    Stats
+	// joining: see NewJoiningReceiver. Until anchored, heardHB tells
+	// whether a heartbeat came, settleFrom when the first did, and
+	// anchorHigh is the highest sequence they announced.
+	joining    bool
+	heardHB    bool
+	settleFrom int64
+	anchorHigh uint64
+	stats      Stats
 }
 
 // NewReceiver returns the state for a sender not heard from yet.
@@ -219,13 +240,24 @@ func NewReceiver(cfg Config) *Receiver {
 }
 
 // NewJoiningReceiver returns the state for a sender not heard from yet by
-// a receiver that is itself starting. Its first contact starts at the
-// sender's current sequence, whatever the sender's age, and asks for a
-// snapshot of the sender's entries (TakeSnapshotRequest) instead of
-// NACKing the sender's whole history: a newcomer that NACKs every peer's
-// retransmit ring makes every peer resend up to RingSize packets to every
-// receiver at once. A later incarnation of the sender is followed from
-// its sequence 1, as by any receiver.
+// a receiver that is itself starting. It starts at the sender's current
+// sequence, whatever the sender's age, and asks for a snapshot of the
+// sender's entries (TakeSnapshotRequest) instead of NACKing the sender's
+// whole history: a newcomer that NACKs every peer's retransmit ring makes
+// every peer resend up to RingSize packets to every receiver at once. A
+// later incarnation of the sender is followed from its sequence 1, as by
+// any receiver.
+//
+// The current sequence is not the first one heard: a starting receiver
+// cannot tell a replayed old datagram of the sender's current run from a
+// fresh one (the MAC is genuine; no window knows it yet). So it refuses
+// data (Unanchored) while it listens to the sender's heartbeats for
+// JoinSettle, and then starts after the highest sequence they announced.
+// A replay can only announce less than the sender has sent, and a
+// genuine heartbeat is among those heard, so the anchor is the sender's
+// sequence as of one heartbeat ago: older replays are then TooOld, and
+// at most the few packets sent since are NACKed. What the refused data
+// carried comes with the snapshot, pulled after anchoring.
 func NewJoiningReceiver(cfg Config) *Receiver {
 	r := NewReceiver(cfg)
 	r.joining = true
@@ -280,20 +312,39 @@ func (r *Receiver) reset(inc, first uint64) {
 	r.known, r.inc = true, inc
 	r.base, r.high = first, first-1
 	r.ctrlHigh, r.ctrlMask = 0, 0
+	r.heardHB, r.anchorHigh = false, 0 // a joining receiver listens to the new run afresh
 	r.stats.Incarnation = inc
+}
+
+// listen takes a heartbeat announcing highest at now while joining, and
+// anchors once JoinSettle has passed since the first.
+func (r *Receiver) listen(highest uint64, now int64) {
+	if !r.heardHB {
+		r.heardHB, r.settleFrom = true, now
+	}
+	r.anchorHigh = max(r.anchorHigh, highest)
+	if now-r.settleFrom >= r.cfg.JoinSettle {
+		r.anchor()
+	}
+}
+
+// anchor ends joining: sequences after the highest announced are
+// awaited, the earlier ones come by snapshot.
+func (r *Receiver) anchor() {
+	r.joining, r.fresh = false, false
+	r.base, r.high = r.anchorHigh+1, r.anchorHigh
+	r.snapshot = r.snapshot || r.anchorHigh > 0
 }
 
 // incarnation handles a packet's incarnation; ok is false for a stale one.
 // A first contact with a young sender (seq within the window) is followed
 // from sequence 1; with an older one it starts at seq (its history comes
-// from the snapshot), as it does for a joining receiver. A restarted
-// sender is followed from its sequence 1.
+// from the snapshot). A restarted sender is followed from its sequence 1.
 func (r *Receiver) incarnation(inc, seq uint64, now int64) bool {
 	switch {
-	case !r.known && (seq > r.cfg.Window || r.joining):
+	case !r.known && seq > r.cfg.Window:
 		r.reset(inc, seq)
 		r.fresh = false
-		r.snapshot = r.snapshot || (r.joining && seq > 1)
 	case !r.known:
 		r.reset(inc, 1)
 		r.fresh = false
@@ -344,16 +395,25 @@ func (r *Receiver) extend(hi uint64, now int64) {
 
 // OnData decides on a data packet (inc, seq) at now.
 func (r *Receiver) OnData(inc, seq uint64, now int64) Verdict {
-	if seq == 0 || !r.incarnation(inc, seq, now) {
-		if seq == 0 {
-			return TooOld
-		}
-		return StaleIncarnation
+	if seq == 0 {
+		return TooOld
 	}
-	if r.fresh && r.joining && r.base == 1 && r.high == 0 && seq > 1 {
-		// First heard by a control packet without a heartbeat.
-		r.base, r.high = seq, seq-1
-		r.snapshot = true
+	if r.joining {
+		// Only a heartbeat teaches a joining receiver the sender's run
+		// (a newer one is followed once its heartbeat comes) and its
+		// current sequence.
+		switch {
+		case r.known && inc < r.inc:
+			r.stats.Stale++
+			return StaleIncarnation
+		case !r.known || inc > r.inc || !r.heardHB || now-r.settleFrom < r.cfg.JoinSettle:
+			r.stats.Unanchored++
+			return Unanchored
+		}
+		r.anchor()
+	}
+	if !r.incarnation(inc, seq, now) {
+		return StaleIncarnation
 	}
 	if seq < r.base {
 		r.stats.TooOld++
@@ -420,14 +480,16 @@ func (r *Receiver) OnHeartbeat(highest, lowestRetained uint64, now int64) {
 	if !r.known {
 		return
 	}
+	if r.joining {
+		r.listen(highest, now)
+		return
+	}
 	if r.fresh {
 		r.fresh = false
-		if r.base == 1 && r.high == 0 && (lowestRetained > 1 || (r.joining && highest > 0)) {
+		if r.base == 1 && r.high == 0 && lowestRetained > 1 {
 			// First contact by heartbeat with a sender whose ring has
-			// wrapped, or by a joining receiver: start after its history
-			// (the snapshot carries it).
+			// wrapped: start after its history (the snapshot carries it).
 			r.base, r.high = highest+1, highest
-			r.snapshot = r.snapshot || r.joining
 			return
 		}
 	}
@@ -517,5 +579,6 @@ func (r *Receiver) Stats() Stats {
 		s.Contiguous = r.base - 1
 	}
 	s.Missing = uint64(len(r.gaps))
+	s.Joining = r.joining
 	return s
 }

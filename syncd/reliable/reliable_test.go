@@ -369,37 +369,46 @@ func TestKnownSenderLossBeyondRing(t *testing.T) {
 }
 
 // A joining receiver never NACKs a sender's history, however it first
-// hears the sender; it asks for a snapshot of it instead, and follows a
-// later incarnation from sequence 1 like any receiver.
+// hears the sender; it takes data only once the sender's heartbeats have
+// named its current sequence, asks for a snapshot of the history instead,
+// and follows a later incarnation from sequence 1 like any receiver.
 func TestJoiningReceiverSkipsHistory(t *testing.T) {
+	const settle = 200 * ms
+	heartbeats := func(r *Receiver, highest uint64) {
+		r.OnControl(3, 1, 0)
+		r.OnHeartbeat(highest, 1, 0)
+		r.OnControl(3, 2, settle)
+		r.OnHeartbeat(highest, 1, settle)
+	}
 	for _, tc := range []struct {
 		name     string
 		contact  func(r *Receiver)
 		next     uint64 // the sender's next data sequence
 		snapshot bool
 	}{
-		{"data", func(r *Receiver) { r.OnData(3, 500, 0) }, 501, true},
-		{"heartbeat", func(r *Receiver) {
+		{"heartbeats", func(r *Receiver) { heartbeats(r, 500) }, 501, true},
+		{"data, then heartbeats", func(r *Receiver) {
+			if v := r.OnData(3, 500, 0); v != Unanchored {
+				t.Fatalf("data before any heartbeat: %v, want unanchored", v)
+			}
+			heartbeats(r, 500)
+		}, 501, true},
+		{"heartbeats of a sender with nothing sent", func(r *Receiver) { heartbeats(r, 0) }, 1, false},
+		{"data after the settle time, no heartbeat since", func(r *Receiver) {
 			r.OnControl(3, 1, 0)
 			r.OnHeartbeat(500, 1, 0)
+			if v := r.OnData(3, 501, settle-1); v != Unanchored {
+				t.Fatalf("data while listening: %v, want unanchored", v)
+			}
 		}, 501, true},
-		{"control then data", func(r *Receiver) {
-			r.OnControl(3, 1, 0)
-			r.OnData(3, 500, 0)
-		}, 501, true},
-		{"young sender's first packet", func(r *Receiver) { r.OnData(3, 1, 0) }, 2, false},
-		{"heartbeat of a sender with nothing sent", func(r *Receiver) {
-			r.OnControl(3, 1, 0)
-			r.OnHeartbeat(0, 1, 0)
-		}, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewJoiningReceiver(Config{})
 			tc.contact(r)
-			if v := r.OnData(3, tc.next, ms); v != Accept {
+			if v := r.OnData(3, tc.next, settle+ms); v != Accept {
 				t.Fatalf("next data packet %d: %v", tc.next, v)
 			}
-			if got := r.Tick(100*ms, nil); len(got) != 0 {
+			if got := r.Tick(settle+100*ms, nil); len(got) != 0 {
 				t.Fatalf("NACKed %v of the history", got)
 			}
 			if got := r.TakeSnapshotRequest(); got != tc.snapshot {
@@ -409,8 +418,8 @@ func TestJoiningReceiverSkipsHistory(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 			// The sender restarts: its new history is all new, and is NACKed.
-			r.OnData(4, 3, 200*ms)
-			if got := r.Tick(300*ms, nil); !slices.Equal(got, []Range{{1, 2}}) {
+			r.OnData(4, 3, settle+200*ms)
+			if got := r.Tick(settle+300*ms, nil); !slices.Equal(got, []Range{{1, 2}}) {
 				t.Fatalf("after a restart NACKed %v, want 1-2", got)
 			}
 		})
@@ -421,5 +430,40 @@ func TestJoiningReceiverSkipsHistory(t *testing.T) {
 	r.OnData(3, 500, 0)
 	if got := r.Tick(100*ms, nil); !slices.Equal(got, []Range{{1, 499}}) {
 		t.Fatalf("ordinary receiver NACKed %v, want 1-499", got)
+	}
+}
+
+// An attacker replays a sender's old heartbeat and data (genuine, of its
+// current run) to a receiver that is starting: none of it is taken as the
+// sender's current sequence. The receiver anchors on the highest sequence
+// the heartbeats heard while it listened announced, refuses the replayed
+// data, and NACKs none of the sender's history.
+func TestJoiningReceiverIgnoresReplays(t *testing.T) {
+	r := NewJoiningReceiver(Config{})
+	if v := r.OnData(3, 101, 0); v != Unanchored {
+		t.Fatalf("replayed data first: %v, want unanchored", v)
+	}
+	r.OnControl(3, 5, ms) // a replayed heartbeat comes first
+	r.OnHeartbeat(100, 1, ms)
+	if v := r.OnData(3, 101, 2*ms); v != Unanchored {
+		t.Fatalf("replayed data after a replayed heartbeat: %v, want unanchored", v)
+	}
+	for i, at := range []int64{100 * ms, 200 * ms} { // the sender's own
+		r.OnControl(3, uint64(40+i), at)
+		r.OnHeartbeat(5000, 1, at)
+	}
+	r.OnControl(3, 6, 210*ms) // another replay, after anchoring
+	r.OnHeartbeat(100, 1, 210*ms)
+	if v := r.OnData(3, 101, 220*ms); v != TooOld {
+		t.Fatalf("replayed data after anchoring: %v, want too_old", v)
+	}
+	if v := r.OnData(3, 5001, 220*ms); v != Accept {
+		t.Fatalf("the sender's next data: %v", v)
+	}
+	if got := r.Tick(1000*ms, nil); len(got) != 0 {
+		t.Fatalf("NACKed %v", got)
+	}
+	if !r.TakeSnapshotRequest() {
+		t.Fatal("no snapshot requested for the history")
 	}
 }

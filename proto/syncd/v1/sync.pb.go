@@ -368,7 +368,9 @@ type PeerStats struct {
 	LostPackets uint64 `protobuf:"varint,4,opt,name=lost_packets,json=lostPackets,proto3" json:"lost_packets,omitempty"`
 	// retransmitted_packets the peer resent on our NACKs.
 	RetransmittedPackets uint64 `protobuf:"varint,5,opt,name=retransmitted_packets,json=retransmittedPackets,proto3" json:"retransmitted_packets,omitempty"`
-	// rejected_auth: packets that failed authentication.
+	// rejected_auth: datagrams from the peer's addresses that passed
+	// authentication but could not be decoded (forgeries are counted by
+	// reason only: a source address proves nothing).
 	RejectedAuth uint64 `protobuf:"varint,6,opt,name=rejected_auth,json=rejectedAuth,proto3" json:"rejected_auth,omitempty"`
 	// rejected_replay: authentic packets outside the replay window or seen before.
 	RejectedReplay uint64 `protobuf:"varint,7,opt,name=rejected_replay,json=rejectedReplay,proto3" json:"rejected_replay,omitempty"`
