@@ -20,10 +20,11 @@ func startSyncd(t *testing.T, dir, id, api, listen string, peers []string) *proc
 	cfg := fmt.Sprintf(`node_id: %s
 api_listen: %s
 key_file: %s
+state_dir: %s
 unicast: {listen: %s, peers: [%s]}
 snapshot: {wait: 500ms}
 backend: memory
-`, id, api, filepath.Join(dir, "sync.key"), listen, strings.Join(peers, ", "))
+`, id, api, filepath.Join(dir, "sync.key"), filepath.Join(dir, id+"-syncd-state"), listen, strings.Join(peers, ", "))
 	path := filepath.Join(dir, id+"-syncd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
