@@ -42,7 +42,9 @@ func TestCheckEnvironment(t *testing.T) {
 		{"world-readable", func(c *Config) { c.KeyFile = writeKey(t, dir, "k644", "1 "+secret+"\n", 0o644) },
 			`key_file: invalid value "` + filepath.Join(dir, "k644") + `": permissions 0644 for ` + filepath.Join(dir, "k644") + ` are too open`},
 		{"group-readable", func(c *Config) { c.KeyFile = writeKey(t, dir, "k640", "1 "+secret+"\n", 0o640) }, "permissions 0640 for"},
-		{"zero secret", func(c *Config) { c.KeyFile = writeKey(t, dir, "zero", "1 "+secret+"\n2 "+strings.Repeat("00", 32)+"\n", 0o600) },
+		{"zero secret", func(c *Config) {
+			c.KeyFile = writeKey(t, dir, "zero", "1 "+secret+"\n2 "+strings.Repeat("00", 32)+"\n", 0o600)
+		},
 			`key_file: invalid value "` + filepath.Join(dir, "zero") + `": key 2 is all zero bytes`},
 		{"short secret", func(c *Config) { c.KeyFile = writeKey(t, dir, "short", "1 0a0b\n", 0o600) }, "secret is 2 bytes, want at least 16"},
 		{"no keys", func(c *Config) { c.KeyFile = writeKey(t, dir, "empty", "# nothing\n", 0o600) }, "no keys"},
