@@ -101,8 +101,7 @@ func TestCheckRefusesWhatCripplesTheStart(t *testing.T) {
 	os.WriteFile(path, []byte(base+uni+"key_file: "+open+"\n"), 0o600)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := syncd("-config", path)
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), "SYNCD_TEST_MAIN=1", "SYNCD_TEST_ARGS=-config "+path)
 	out, err := cmd.CombinedOutput()
 	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "permissions 0644 for "+open+" are too open") {
