@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -510,5 +511,81 @@ func TestDuplicateIDExits(t *testing.T) {
 	settledCluster(t, 5*time.Second, d1, d2)
 	if after, err := status(t, d2); err != nil || after.Epoch != before.Epoch {
 		t.Errorf("the twin changed the cluster: epoch %s -> %+v (%v)", before.Epoch, after, err)
+	}
+}
+
+// TestCheckExampleConfig runs -check on the shipped example. Its token
+// file and interface (/etc/saru/token, eth0) belong to a director, not to
+// a test machine: the test checks a copy naming a private token of its own
+// and the loopback interface instead, every other line as written.
+func TestCheckExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/saru/saru.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("0123456789abcdef-token\n"), 0o600)
+	cfg := string(data)
+	for _, r := range [][2]string{{"token_file: /etc/saru/token", "token_file: " + tok}, {"interface: eth0", "interface: lo"}} {
+		if !strings.Contains(cfg, r[0]) {
+			t.Fatalf("the example lacks %q; update this test", r[0])
+		}
+		cfg = strings.Replace(cfg, r[0], r[1], 1)
+	}
+	path := filepath.Join(dir, "saru.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	out, err := exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok (node dir1") {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// TestCheckRefusesWhatCripplesTheStart: -check refuses, naming the field
+// and the value, every configuration the start would refuse or run
+// crippled; the start refuses them the same way.
+func TestCheckRefusesWhatCripplesTheStart(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(data), 0o600)
+		os.Chmod(p, mode)
+		return p
+	}
+	open := write("open-token", "0123456789abcdef-token\n", 0o644)
+	zero := write("zero.key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 0o600)
+	openKey := write("open.key", "c2FydS1nb3NzaXAta2V5LTMyLWJ5dGVzLWxvbmchISE=\n", 0o644)
+	bind := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := func(node, gossip, extra string) string {
+		return fmt.Sprintf("node: {%s}\nhash_seed: '5'\nservices: [{vip: 192.0.2.1, port: 80}]\ngossip: {bind: '%s'%s}\nstate_dir: %q\n%s", node, bind, gossip, dir, extra)
+	}
+	for _, tc := range []struct{ name, cfg, want string }{
+		{"missing token", cfg("id: d1", "", "grpc: {token_file: "+filepath.Join(dir, "none")+"}\n"), `grpc.token_file: invalid value "` + filepath.Join(dir, "none") + `"`},
+		{"world-readable token", cfg("id: d1", "", "grpc: {token_file: "+open+"}\n"), "permissions 0644 for " + open + " are too open"},
+		{"zero gossip key", cfg("id: d1", ", key_file: "+zero, ""), `gossip.key_file: invalid value "` + zero + `": the key is all zero bytes`},
+		{"world-readable gossip key", cfg("id: d1", ", key_file: "+openKey, ""), "permissions 0644 for " + openKey},
+		{"missing interface", cfg("id: d1", "", "interface: nosuch0\n"), `interface: invalid value "nosuch0"`},
+		{"weight 0", cfg("id: d1, weight: 0", "", ""), `node.weight: invalid value "0": want 1 to 1000`},
+		{"seed port", cfg("id: d1", ", seeds: ['10.0.0.2:99999']", ""), `gossip.seeds[0]: invalid value "10.0.0.2:99999"`},
+		{"node id", cfg("id: 'd 1'", "", ""), `node.id: invalid value "d 1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "saru.yaml")
+			os.WriteFile(path, []byte(tc.cfg), 0o600)
+			out, err := exec.Command(filepath.Join(binaries(t), "saru"), "-config", path, "-check").CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("-check: %v, want a refusal containing %q:\n%s", err, tc.want, out)
+			}
+		})
+	}
+	// The start runs the same check: a world-readable token stops it at
+	// once.
+	path := filepath.Join(dir, "start.yaml")
+	os.WriteFile(path, []byte(cfg("id: d1", "", fmt.Sprintf("grpc: {listen: '127.0.0.1:%d', token_file: %s}\n", freePort(t), open))), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(binaries(t), "saru"), "-config", path, "-no-filter", "-no-interface").CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "permissions 0644 for "+open+" are too open") {
+		t.Fatalf("start with a world-readable token: %v (timeout %v):\n%s", err, ctx.Err(), out)
 	}
 }

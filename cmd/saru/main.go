@@ -55,7 +55,7 @@ func run() error {
 	fs.StringVar(&f.logLevel, "log-level", "", "override log_level")
 	fs.BoolVar(&f.noFilter, "no-filter", false, "do not install nftables rules (membership and API only; for testing)")
 	fs.BoolVar(&f.noInterface, "no-interface", false, "do not configure the shared MAC and VIPs on the interface")
-	fs.BoolVar(&f.checkOnly, "check", false, "validate the configuration and exit")
+	fs.BoolVar(&f.checkOnly, "check", false, "validate the configuration, the files it names and the interface, then exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -67,6 +67,10 @@ func run() error {
 	cfg, err := load(f)
 	if err != nil {
 		return err
+	}
+	// The start checks the files and interface exactly as -check does.
+	if err := cfg.CheckEnvironment(config.EnvOptions{NoInterface: f.noInterface}); err != nil {
+		return fmt.Errorf("%s: %w", f.config, err)
 	}
 	if f.checkOnly {
 		fmt.Printf("%s: ok (node %s, %d services, %d IPVS services, %d buckets)\n", f.config, cfg.ID, len(cfg.Services), len(cfg.IPVS()), cfg.Buckets)

@@ -36,7 +36,7 @@ func run() error {
 	nodeID := flag.String("node-id", "", "director id (overrides node_id)")
 	apiListen := flag.String("api-listen", "", "gRPC listen address (overrides api_listen)")
 	logLevel := flag.String("log-level", "", "debug, info, warn or error (overrides log_level)")
-	check := flag.Bool("check", false, "check the configuration and exit")
+	check := flag.Bool("check", false, "check the configuration, the key file and the interface, then exit")
 	flag.Parse()
 
 	data, err := os.ReadFile(*configPath)
@@ -58,6 +58,10 @@ func run() error {
 	}
 	cfg, err := f.Check()
 	if err != nil {
+		return fmt.Errorf("%s: %w", *configPath, err)
+	}
+	// The start checks the key file and interface exactly as -check does.
+	if err := cfg.CheckEnvironment(); err != nil {
 		return fmt.Errorf("%s: %w", *configPath, err)
 	}
 	if *check {

@@ -36,10 +36,76 @@ func syncd(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// TestCheckExampleConfig runs -check on the shipped example. Its key file
+// and interface (/etc/saru/sync.key, eth1) belong to a director, not to a
+// test machine: the test checks a copy naming a private key of its own
+// and the loopback interface instead, every other line as written.
 func TestCheckExampleConfig(t *testing.T) {
-	out, err := syncd("-config", "../../deploy/syncd/syncd.yaml", "-check").CombinedOutput()
+	data, err := os.ReadFile("../../deploy/syncd/syncd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "sync.key")
+	os.WriteFile(key, []byte("1 000102030405060708090a0b0c0d0e0f\n"), 0o600)
+	cfg := string(data)
+	for _, r := range [][2]string{{"key_file: /etc/saru/sync.key", "key_file: " + key}, {"interface: eth1", "interface: lo"}} {
+		if !strings.Contains(cfg, r[0]) {
+			t.Fatalf("the example lacks %q; update this test", r[0])
+		}
+		cfg = strings.Replace(cfg, r[0], r[1], 1)
+	}
+	path := filepath.Join(dir, "syncd.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	out, err := syncd("-config", path, "-check").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "configuration ok") {
 		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// TestCheckRefusesWhatCripplesTheStart: -check refuses, naming the field
+// and the value, every configuration the start would refuse or run
+// crippled; the start refuses them the same way.
+func TestCheckRefusesWhatCripplesTheStart(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "sync.key")
+	os.WriteFile(key, []byte("1 000102030405060708090a0b0c0d0e0f\n"), 0o600)
+	open := filepath.Join(dir, "open.key")
+	os.WriteFile(open, []byte("1 000102030405060708090a0b0c0d0e0f\n"), 0o600)
+	os.Chmod(open, 0o644)
+	zero := filepath.Join(dir, "zero.key")
+	os.WriteFile(zero, []byte("1 00000000000000000000000000000000\n"), 0o600)
+	base := fmt.Sprintf("node_id: d1\napi_listen: 127.0.0.1:%d\nsnapshot: {wait: 200ms}\nbackend: memory\n", 47000+os.Getpid()%10000)
+	uni := "unicast: {listen: 127.0.0.1:1, peers: [127.0.0.1:1]}\n"
+	for _, tc := range []struct{ name, cfg, want string }{
+		{"missing key file", base + uni + "key_file: " + filepath.Join(dir, "nokey") + "\n", `key_file: invalid value "` + filepath.Join(dir, "nokey") + `"`},
+		{"world-readable key", base + uni + "key_file: " + open + "\n", "permissions 0644 for " + open + " are too open"},
+		{"zero secret", base + uni + "key_file: " + zero + "\n", "key 1 is all zero bytes"},
+		{"missing interface", base + "key_file: " + key + "\nmulticast: {group: 239.255.84.1, interface: nosuch0}\n", `multicast.interface: invalid value "nosuch0"`},
+		{"snapshot peers", strings.Replace(base, "{wait: 200ms}", "{wait: 200ms, peers: [nonsense]}", 1) + uni + "key_file: " + key + "\n", `snapshot.peers[0]: invalid value "nonsense"`},
+		{"heartbeat", base + uni + "key_file: " + key + "\ntiming: {heartbeat: 1ns}\n", `timing.heartbeat: invalid value "1ns"`},
+		{"metrics", base + uni + "key_file: " + key + "\nmetrics_listen: nonsense\n", `metrics_listen: invalid value "nonsense"`},
+		{"node id", strings.Replace(base, "node_id: d1", "node_id: 'd 1'", 1) + uni + "key_file: " + key + "\n", `node_id: invalid value "d 1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "syncd.yaml")
+			os.WriteFile(path, []byte(tc.cfg), 0o600)
+			out, err := syncd("-config", path, "-check").CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("-check: %v, want a refusal containing %q:\n%s", err, tc.want, out)
+			}
+		})
+	}
+	// The start runs the same check: a world-readable key stops it at once.
+	path := filepath.Join(dir, "start.yaml")
+	os.WriteFile(path, []byte(base+uni+"key_file: "+open+"\n"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), "SYNCD_TEST_MAIN=1", "SYNCD_TEST_ARGS=-config "+path)
+	out, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "permissions 0644 for "+open+" are too open") {
+		t.Fatalf("start with a world-readable key: %v (timeout %v):\n%s", err, ctx.Err(), out)
 	}
 }
 

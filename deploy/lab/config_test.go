@@ -25,7 +25,10 @@ func testLab(t *testing.T, o Options) *Lab {
 	return l
 }
 
-// The generated configurations must pass the daemons' own checks.
+// The generated configurations must pass the daemons' own checks, the
+// environment's included: the secrets the lab writes are private and well
+// formed. The interfaces (lan0, mgmt0) exist only in a director's
+// namespace, so the test leaves them out of the environment check.
 func TestGeneratedConfigsAreValid(t *testing.T) {
 	for _, o := range []Options{
 		{Mode: ModeDR},
@@ -33,6 +36,9 @@ func TestGeneratedConfigsAreValid(t *testing.T) {
 		{Mode: ModeDR, NoSync: true},
 	} {
 		l := testLab(t, o)
+		if err := l.writeSecrets(); err != nil {
+			t.Fatal(err)
+		}
 		for _, d := range l.Directors {
 			raw, err := config.Parse([]byte(l.saruConfig(d, 30*time.Second)))
 			if err != nil {
@@ -41,6 +47,9 @@ func TestGeneratedConfigsAreValid(t *testing.T) {
 			c, err := config.For(raw)
 			if err != nil {
 				t.Fatalf("%s saru config: %v", d.ID, err)
+			}
+			if err := c.CheckEnvironment(config.EnvOptions{NoInterface: true}); err != nil {
+				t.Fatalf("%s saru environment: %v", d.ID, err)
 			}
 			if c.ID != d.ID || c.Buckets != 1024 || len(c.Services) != 2 || len(c.Seeds) != len(l.Directors)-1 {
 				t.Errorf("%s saru config: id %s, %d buckets, %d services, seeds %v", d.ID, c.ID, c.Buckets, len(c.Services), c.Seeds)
@@ -54,6 +63,10 @@ func TestGeneratedConfigsAreValid(t *testing.T) {
 			sc, err := daemon.ParseConfig([]byte(l.syncdConfig(d)))
 			if err != nil {
 				t.Fatalf("%s syncd config: %v", d.ID, err)
+			}
+			sc.Transport.Interface = ""
+			if err := sc.CheckEnvironment(); err != nil {
+				t.Fatalf("%s syncd environment: %v", d.ID, err)
 			}
 			if sc.NodeID != d.ID || sc.Backend != "ipvs" || len(sc.SnapshotPeers) != len(l.Directors)-1 {
 				t.Errorf("%s syncd config: node %s, backend %s, snapshot peers %v", d.ID, sc.NodeID, sc.Backend, sc.SnapshotPeers)

@@ -195,6 +195,12 @@ func (l *Lab) prepare() error {
 		l.bins.saru = ""
 		return errors.Join(errs...)
 	}
+	return l.writeSecrets()
+}
+
+// writeSecrets writes the token and syncd's key file, private (the
+// daemons refuse key files others may read).
+func (l *Lab) writeSecrets() error {
 	l.token = randHex(16)
 	files := map[string]string{
 		"token": l.token + "\n",

@@ -22,9 +22,11 @@ import (
 type Raw struct {
 	// Node describes this director.
 	Node struct {
-		ID     string `yaml:"id"`
-		Name   string `yaml:"name"`
-		Weight int    `yaml:"weight"`
+		ID   string `yaml:"id"`
+		Name string `yaml:"name"`
+		// Weight is nil when the file leaves it out (then 1); an explicit
+		// value is never rewritten.
+		Weight *int `yaml:"weight"`
 	} `yaml:"node"`
 	// Interface carries the VIPs (shared VIP and MAC).
 	Interface string `yaml:"interface"`
@@ -36,8 +38,9 @@ type Raw struct {
 	NAT struct {
 		RealServers []string `yaml:"real_servers"`
 	} `yaml:"nat"`
-	// Buckets defaults to 4096; HashSeed must be set, non-zero.
-	Buckets  int    `yaml:"buckets"`
+	// Buckets defaults to 4096 when left out; HashSeed must be set,
+	// non-zero.
+	Buckets  *int   `yaml:"buckets"`
 	HashSeed string `yaml:"hash_seed"`
 	GRPC     struct {
 		Listen    string `yaml:"listen"`
@@ -56,7 +59,7 @@ type Raw struct {
 		Seeds          []string `yaml:"seeds"`
 		ProbeInterval  string   `yaml:"probe_interval"`
 		ProbeTimeout   string   `yaml:"probe_timeout"`
-		SuspicionMult  int      `yaml:"suspicion_mult"`
+		SuspicionMult  *int     `yaml:"suspicion_mult"`
 		GossipInterval string   `yaml:"gossip_interval"`
 		KeyFile        string   `yaml:"key_file"`
 	} `yaml:"gossip"`
@@ -195,6 +198,8 @@ const (
 	DefaultDrainTimeout   = 60 * time.Second
 	DefaultStateDir       = "/var/lib/saru"
 	DefaultIPVSResync     = 30 * time.Second
+	// MaxWeight is the largest node.weight.
+	MaxWeight = 1000
 )
 
 // Parse decodes a YAML configuration. Unknown fields are errors.
@@ -252,41 +257,58 @@ func (k *checker) fail(field string, value any, format string, args ...any) {
 	k.errs = append(k.errs, ferr(field, value, format, args...))
 }
 
-// duration parses v, def when empty; shorter than lo is an error.
-func (k *checker) duration(field, v string, def, lo time.Duration) time.Duration {
+// duration parses v, def when empty; outside lo..hi is an error. The
+// bounds keep a daemon out of what cripples it (a 1ns heartbeat) while
+// leaving room for any sane deployment.
+func (k *checker) duration(field, v string, def, lo, hi time.Duration) time.Duration {
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < lo {
-		k.fail(field, v, "want a duration of at least %s, like \"%s\"", lo, def)
+	if err != nil || d < lo || d > hi {
+		k.fail(field, v, "want a duration from %s to %s, like \"%s\"", lo, hi, def)
 	}
 	return d
 }
 
-// hostPort checks a host:port field.
-func (k *checker) hostPort(field, v string) {
-	if _, _, err := net.SplitHostPort(v); err != nil {
-		k.fail(field, v, "want host:port")
+// hostPort checks a host:port field; the host may be empty (every
+// address) only for a listen address.
+func (k *checker) hostPort(field, v string, listen bool) {
+	if err := CheckHostPort(v, listen); err != nil {
+		k.fail(field, v, "%v", err)
 	}
+}
+
+// CheckHostPort checks a host:port address: a port from 1 to 65535, and a
+// host unless listen allows an empty one (every local address).
+func CheckHostPort(v string, listen bool) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errors.New("want host:port with a port from 1 to 65535")
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("port %q: want 1 to 65535", port)
+	}
+	if host == "" && !listen {
+		return errors.New("want host:port: the host is missing")
+	}
+	return nil
 }
 
 // node checks the node section: the director's id, name and weight.
 func (k *checker) node(r Raw, c *Config) {
-	c.ID, c.Name, c.Weight = r.Node.ID, r.Node.Name, r.Node.Weight
-	if c.ID == "" {
-		k.fail("node.id", "", "required")
-	} else if len(c.ID) > 64 {
-		k.fail("node.id", c.ID, "at most 64 characters")
+	c.ID, c.Name, c.Weight = r.Node.ID, r.Node.Name, 1
+	if err := CheckID(c.ID); err != nil {
+		k.fail("node.id", c.ID, "%v", err)
 	}
 	if c.Name == "" {
 		c.Name = c.ID
 	}
-	switch {
-	case c.Weight == 0:
-		c.Weight = 1
-	case c.Weight < 0 || c.Weight > 1000:
-		k.fail("node.weight", c.Weight, "want 1 to 1000")
+	if r.Node.Weight != nil {
+		c.Weight = *r.Node.Weight
+		if c.Weight < 1 || c.Weight > MaxWeight {
+			k.fail("node.weight", c.Weight, "want 1 to %d (leave it out for 1; drain a director to take its buckets away)", MaxWeight)
+		}
 	}
 }
 
@@ -315,9 +337,9 @@ func (k *checker) nat(r Raw, c *Config) {
 
 // buckets checks the bucket count and the cluster's hash seed.
 func (k *checker) buckets(r Raw, c *Config) {
-	c.Buckets = r.Buckets
-	if c.Buckets == 0 {
-		c.Buckets = bucket.Default
+	c.Buckets = bucket.Default
+	if r.Buckets != nil {
+		c.Buckets = *r.Buckets
 	}
 	if bucket.CheckCount(c.Buckets) != nil {
 		k.fail("buckets", c.Buckets, "want a power of two from %d to %d", bucket.Min, bucket.Max)
@@ -412,10 +434,10 @@ func (k *checker) grpc(r Raw, c *Config) {
 	c.GRPCAdvertise, c.TokenFile = r.GRPC.Advertise, r.GRPC.TokenFile
 	c.CertFile, c.KeyFile, c.ClientCAFile = r.GRPC.CertFile, r.GRPC.KeyFile, r.GRPC.ClientCA
 	c.GRPCListen = or(r.GRPC.Listen, DefaultGRPCListen)
-	k.hostPort("grpc.listen", c.GRPCListen)
+	k.hostPort("grpc.listen", c.GRPCListen, true)
 	if c.GRPCAdvertise != "" {
-		if _, err := netip.ParseAddrPort(c.GRPCAdvertise); err != nil {
-			k.fail("grpc.advertise", c.GRPCAdvertise, "want ip:port")
+		if ap, err := netip.ParseAddrPort(c.GRPCAdvertise); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			k.fail("grpc.advertise", c.GRPCAdvertise, "want ip:port, a port from 1 to 65535")
 		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
@@ -429,7 +451,7 @@ func (k *checker) grpc(r Raw, c *Config) {
 func (k *checker) metrics(r Raw, c *Config) {
 	c.MetricsListen = r.Metrics.Listen
 	if c.MetricsListen != "" {
-		k.hostPort("metrics.listen", c.MetricsListen)
+		k.hostPort("metrics.listen", c.MetricsListen, true)
 	}
 }
 
@@ -437,52 +459,54 @@ func (k *checker) metrics(r Raw, c *Config) {
 func (k *checker) gossip(r Raw, c *Config) {
 	c.Seeds, c.GossipKeyFile = r.Gossip.Seeds, r.Gossip.KeyFile
 	bind := or(r.Gossip.Bind, DefaultGossipBind)
-	if ap, err := netip.ParseAddrPort(bind); err != nil {
-		k.fail("gossip.bind", bind, "want ip:port")
+	if ap, err := netip.ParseAddrPort(bind); err != nil || ap.Port() == 0 {
+		k.fail("gossip.bind", bind, "want ip:port, a port from 1 to 65535")
 	} else {
 		c.GossipBind = ap
 	}
 	if r.Gossip.Advertise != "" {
-		if ap, err := netip.ParseAddrPort(r.Gossip.Advertise); err != nil {
-			k.fail("gossip.advertise", r.Gossip.Advertise, "want ip:port")
+		if ap, err := netip.ParseAddrPort(r.Gossip.Advertise); err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			k.fail("gossip.advertise", r.Gossip.Advertise, "want ip:port, a port from 1 to 65535")
 		} else {
 			c.GossipAdvertise = ap
 		}
 	}
 	for i, s := range c.Seeds {
-		k.hostPort(fmt.Sprintf("gossip.seeds[%d]", i), s)
+		k.hostPort(fmt.Sprintf("gossip.seeds[%d]", i), s, false)
 	}
-	c.ProbeInterval = k.duration("gossip.probe_interval", r.Gossip.ProbeInterval, DefaultProbeInterval, 10*time.Millisecond)
-	c.ProbeTimeout = k.duration("gossip.probe_timeout", r.Gossip.ProbeTimeout, DefaultProbeTimeout, 5*time.Millisecond)
-	c.GossipInterval = k.duration("gossip.gossip_interval", r.Gossip.GossipInterval, DefaultGossipInterval, 5*time.Millisecond)
+	c.ProbeInterval = k.duration("gossip.probe_interval", r.Gossip.ProbeInterval, DefaultProbeInterval, 10*time.Millisecond, time.Minute)
+	c.ProbeTimeout = k.duration("gossip.probe_timeout", r.Gossip.ProbeTimeout, DefaultProbeTimeout, 5*time.Millisecond, 30*time.Second)
+	c.GossipInterval = k.duration("gossip.gossip_interval", r.Gossip.GossipInterval, DefaultGossipInterval, 5*time.Millisecond, time.Minute)
 	if c.ProbeTimeout >= c.ProbeInterval && c.ProbeInterval > 0 {
 		k.fail("gossip.probe_timeout", c.ProbeTimeout, "must be shorter than probe_interval (%s)", c.ProbeInterval)
 	}
-	c.SuspicionMult = r.Gossip.SuspicionMult
-	switch {
-	case c.SuspicionMult == 0:
-		c.SuspicionMult = DefaultSuspicionMult
-	case c.SuspicionMult < 1 || c.SuspicionMult > 10:
-		k.fail("gossip.suspicion_mult", c.SuspicionMult, "want 1 to 10")
+	c.SuspicionMult = DefaultSuspicionMult
+	if r.Gossip.SuspicionMult != nil {
+		c.SuspicionMult = *r.Gossip.SuspicionMult
+		if c.SuspicionMult < 1 || c.SuspicionMult > 10 {
+			k.fail("gossip.suspicion_mult", c.SuspicionMult, "want 1 to 10")
+		}
 	}
 }
 
 // timing checks the coordinator's tick, join, drain and IPVS resync times.
+// The upper bounds are far beyond any use; they catch a unit slip ("30h"
+// for "30s") that would stall a director.
 func (k *checker) timing(r Raw, c *Config) {
-	c.Tick = k.duration("tick", r.Tick, DefaultTick, time.Millisecond)
-	c.JoinDelay = k.duration("join_delay", r.JoinDelay, DefaultJoinDelay, 0)
-	c.Settle = k.duration("settle", r.Settle, DefaultSettle, 0)
-	c.DrainConfirmTimeout = k.duration("drain.confirm_timeout", r.Drain.ConfirmTimeout, DefaultConfirmTimeout, 0)
-	c.MaxSyncLag = k.duration("drain.max_sync_lag", r.Drain.MaxSyncLag, DefaultMaxSyncLag, 0)
-	c.DrainTimeout = k.duration("drain.timeout", r.Drain.Timeout, DefaultDrainTimeout, time.Second)
+	c.Tick = k.duration("tick", r.Tick, DefaultTick, time.Millisecond, 10*time.Second)
+	c.JoinDelay = k.duration("join_delay", r.JoinDelay, DefaultJoinDelay, 0, time.Hour)
+	c.Settle = k.duration("settle", r.Settle, DefaultSettle, 0, 10*time.Minute)
+	c.DrainConfirmTimeout = k.duration("drain.confirm_timeout", r.Drain.ConfirmTimeout, DefaultConfirmTimeout, 0, time.Hour)
+	c.MaxSyncLag = k.duration("drain.max_sync_lag", r.Drain.MaxSyncLag, DefaultMaxSyncLag, 0, 10*time.Minute)
+	c.DrainTimeout = k.duration("drain.timeout", r.Drain.Timeout, DefaultDrainTimeout, time.Second, time.Hour)
 	c.FastFailover = r.FastFailover == nil || *r.FastFailover
-	c.IPVSResync = k.duration("ipvs.resync_interval", r.IPVS.ResyncInterval, DefaultIPVSResync, 0)
+	c.IPVSResync = k.duration("ipvs.resync_interval", r.IPVS.ResyncInterval, DefaultIPVSResync, 0, 24*time.Hour)
 }
 
 func (k *checker) syncd(r Raw, c *Config) {
 	c.SyncdAddress = r.Syncd.Address
 	if c.SyncdAddress != "" {
-		k.hostPort("syncd.address", c.SyncdAddress)
+		k.hostPort("syncd.address", c.SyncdAddress, false)
 	}
 }
 

@@ -83,6 +83,23 @@ func TestTable(t *testing.T) {
 		{"syntax", "node: [", "parse config"},
 		{"resync", base + "hash_seed: '1'\nipvs: {resync_interval: often}\n", "ipvs.resync_interval: invalid value \"often\""},
 		{"nat network", base + "hash_seed: '1'\nnat: {real_servers: [10.0.1.0/24, 10.0.2.0]}\n", "nat.real_servers[1]: invalid value \"10.0.2.0\""},
+		{"weight 0", "node: {id: d1, weight: 0}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '1'\n", "node.weight: invalid value \"0\": want 1 to 1000"},
+		{"buckets 0", base + "hash_seed: '1'\nbuckets: 0\n", "buckets: invalid value \"0\""},
+		{"suspicion 0", base + "hash_seed: '1'\ngossip: {suspicion_mult: 0}\n", "gossip.suspicion_mult: invalid value \"0\""},
+		{"id with a space", "node: {id: d 1}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '1'\n", "node.id: invalid value \"d 1\": want 1 to 63 characters from A-Z a-z 0-9 . _ -"},
+		{"id with a newline", "node: {id: \"d1\\nd2\"}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '1'\n", "node.id: invalid value \"d1\\nd2\""},
+		{"seed port", base + "hash_seed: '1'\ngossip: {seeds: ['10.0.0.2:99999']}\n", "gossip.seeds[0]: invalid value \"10.0.0.2:99999\""},
+		{"seed port 0", base + "hash_seed: '1'\ngossip: {seeds: ['10.0.0.2:0']}\n", "gossip.seeds[0]: invalid value \"10.0.0.2:0\""},
+		{"seed without host", base + "hash_seed: '1'\ngossip: {seeds: [':7946']}\n", "gossip.seeds[0]: invalid value \":7946\""},
+		{"metrics nonsense", base + "hash_seed: '1'\nmetrics: {listen: nonsense}\n", "metrics.listen: invalid value \"nonsense\""},
+		{"metrics port", base + "hash_seed: '1'\nmetrics: {listen: '127.0.0.1:70000'}\n", "metrics.listen: invalid value \"127.0.0.1:70000\""},
+		{"grpc port", base + "hash_seed: '1'\ngrpc: {listen: ':99999'}\n", "grpc.listen: invalid value \":99999\""},
+		{"bind port 0", base + "hash_seed: '1'\ngossip: {bind: '10.0.0.1:0'}\n", "gossip.bind: invalid value \"10.0.0.1:0\""},
+		{"syncd without host", base + "hash_seed: '1'\nsyncd: {address: ':7401'}\n", "syncd.address: invalid value \":7401\""},
+		{"tick 1ns", base + "hash_seed: '1'\ntick: 1ns\n", "tick: invalid value \"1ns\": want a duration from 1ms to 10s"},
+		{"probe 1ns", base + "hash_seed: '1'\ngossip: {probe_interval: 1ns}\n", "gossip.probe_interval: invalid value \"1ns\""},
+		{"probe a day", base + "hash_seed: '1'\ngossip: {probe_interval: 24h, probe_timeout: 1s}\n", "gossip.probe_interval: invalid value \"24h\""},
+		{"join delay hours", base + "hash_seed: '1'\njoin_delay: 30h\n", "join_delay: invalid value \"30h\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := config.Parse([]byte(tc.yaml))
@@ -110,6 +127,7 @@ func TestDeployExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkEnvironmentOfExample(t, c)
 	if c.ID != "dir1" || len(c.Services) != 2 || len(c.IPVS()) != 2 || len(c.IPVS()[0].Destinations) != 3 || c.Buckets != 4096 || c.SyncdAddress == "" {
 		t.Fatalf("deploy example: %+v", c)
 	}
@@ -255,5 +273,57 @@ func TestServiceProtocols(t *testing.T) {
 		if !slices.Equal(s.Protocols, want.protos) || s.Sense != want.sense || s.String() != want.name {
 			t.Errorf("services[%d] = %v %v %q, want %v %v %q", i, s.Protocols, s.Sense, s, want.protos, want.sense, want.name)
 		}
+	}
+}
+
+// idCases is the table of director ids; syncd/daemon's id test holds the
+// same table, so both daemons accept exactly the same ids.
+var idCases = []struct {
+	id string
+	ok bool
+}{
+	{"dir1", true},
+	{"d", true},
+	{"Dir-1.example_A", true},
+	{"0", true},
+	{strings.Repeat("a", 63), true},
+	{"", false},
+	{strings.Repeat("a", 64), false},
+	{"d 1", false},
+	{"d1\n", false},
+	{"d1\nd2", false},
+	{"\td1", false},
+	{"d/1", false},
+	{"d:1", false},
+	{"d@1", false},
+	{"dïr", false},
+	{"d\x00", false},
+}
+
+func TestCheckID(t *testing.T) {
+	for _, tc := range idCases {
+		err := config.CheckID(tc.id)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckID(%q) = %v, want ok %v", tc.id, err, tc.ok)
+		}
+		if err != nil && err.Error() != "want 1 to 63 characters from A-Z a-z 0-9 . _ -" {
+			t.Errorf("CheckID(%q) wording: %v", tc.id, err)
+		}
+	}
+}
+
+// A value the file writes is checked, never replaced by a default; one it
+// leaves out gets the default.
+func TestWrittenValuesKept(t *testing.T) {
+	r, err := config.Parse([]byte("node: {id: d1, weight: 7}\nservices: [{vip: 192.0.2.1, port: 80}]\nhash_seed: '1'\nbuckets: 256\ngossip: {suspicion_mult: 3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.For(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Weight != 7 || c.Buckets != 256 || c.SuspicionMult != 3 {
+		t.Fatalf("weight %d, buckets %d, suspicion_mult %d; want 7, 256, 3", c.Weight, c.Buckets, c.SuspicionMult)
 	}
 }

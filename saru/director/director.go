@@ -142,14 +142,14 @@ func assemble(ctx context.Context, opts Options) (_ *director, err error) {
 // configuration names into the node's options.
 func readCredentials(cfg config.Config, nopts *node.Options) error {
 	if cfg.TokenFile != "" {
-		tok, err := readToken(cfg.TokenFile)
+		tok, err := config.ReadToken(cfg.TokenFile)
 		if err != nil {
 			return err
 		}
 		nopts.Token = tok
 	}
 	if cfg.GossipKeyFile != "" {
-		key, err := readGossipKey(cfg.GossipKeyFile)
+		key, err := config.ReadGossipKey(cfg.GossipKeyFile)
 		if err != nil {
 			return err
 		}

@@ -3,15 +3,11 @@ package director
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -42,48 +38,14 @@ func watchdogInterval(log *slog.Logger) time.Duration {
 	return timeout / 2
 }
 
-// readToken reads the bearer token for drain and undrain.
-func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("grpc.token_file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if len(tok) < 16 {
-		return "", fmt.Errorf("grpc.token_file %s: token must be at least 16 characters", path)
-	}
-	return tok, nil
-}
-
-// readGossipKey reads memberlist's encryption key.
-func readGossipKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("gossip.key_file: %w", err)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
-		return nil, fmt.Errorf("gossip.key_file %s: want a base64 16, 24 or 32-byte key", path)
-	}
-	return key, nil
-}
-
 func tlsCreds(cfg config.Config) (server, client credentials.TransportCredentials, err error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	cert, pool, err := cfg.ReadTLS()
 	if err != nil {
-		return nil, nil, fmt.Errorf("grpc.cert_file/key_file: %w", err)
+		return nil, nil, err
 	}
 	st := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 	ct := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
-	if cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(cfg.ClientCAFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("grpc.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("grpc.client_ca_file %s: no PEM certificates", cfg.ClientCAFile)
-		}
+	if pool != nil {
 		// Reads stay open; a verified client certificate authorises drain
 		// and undrain.
 		st.ClientAuth, st.ClientCAs = tls.VerifyClientCertIfGiven, pool

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +16,6 @@ import (
 
 	"github.com/saru-lb/saru/syncd/reliable"
 	"github.com/saru-lb/saru/syncd/transport"
-	"github.com/saru-lb/saru/syncd/wire"
 )
 
 // Config is a checked daemon configuration.
@@ -49,19 +50,21 @@ type File struct {
 	KeyFile       string `yaml:"key_file"`
 	KeyGrace      string `yaml:"key_grace"`
 	StateDir      string `yaml:"state_dir"`
-	MTU           int    `yaml:"mtu"`
-	Multicast     *struct {
-		Group     string `yaml:"group"`
-		Port      uint16 `yaml:"port"`
-		Interface string `yaml:"interface"`
-		TTL       int    `yaml:"ttl"`
-		Loopback  bool   `yaml:"loopback"`
+	// Numbers are pointers where a default fills a value the file leaves
+	// out: a written value, 0 included, is checked, never replaced.
+	MTU       *int `yaml:"mtu"`
+	Multicast *struct {
+		Group     string  `yaml:"group"`
+		Port      *uint16 `yaml:"port"`
+		Interface string  `yaml:"interface"`
+		TTL       int     `yaml:"ttl"`
+		Loopback  bool    `yaml:"loopback"`
 	} `yaml:"multicast"`
 	Unicast *struct {
 		Listen string   `yaml:"listen"`
 		Peers  []string `yaml:"peers"`
 	} `yaml:"unicast"`
-	ReadBuffer int `yaml:"read_buffer"`
+	ReadBuffer *int `yaml:"read_buffer"`
 	Snapshot   struct {
 		Peers []string `yaml:"peers"`
 		Wait  string   `yaml:"wait"`
@@ -74,11 +77,11 @@ type File struct {
 		Expire    string `yaml:"expire"`
 	} `yaml:"timing"`
 	Reliable struct {
-		Window       uint64 `yaml:"window"`
-		Ring         int    `yaml:"ring"`
-		NackDelay    string `yaml:"nack_delay"`
-		NackInterval string `yaml:"nack_interval"`
-		MaxNacks     int    `yaml:"max_nacks"`
+		Window       *uint64 `yaml:"window"`
+		Ring         *int    `yaml:"ring"`
+		NackDelay    string  `yaml:"nack_delay"`
+		NackInterval string  `yaml:"nack_interval"`
+		MaxNacks     *int    `yaml:"max_nacks"`
 	} `yaml:"reliable"`
 	Backend  string `yaml:"backend"`
 	LogLevel string `yaml:"log_level"`
@@ -113,148 +116,213 @@ func DecodeFile(data []byte, f *File) error {
 	return nil
 }
 
-func dur(field, s string, def time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s: %q is not a positive duration (e.g. 100ms, 5s)", field, s)
-	}
-	return d, nil
+// checker collects the problems of every section, each naming its field.
+type checker struct {
+	errs []error
 }
 
-// Check turns the file into a checked Config.
+func (k *checker) fail(field string, value any, format string, args ...any) {
+	k.errs = append(k.errs, fmt.Errorf("%s: invalid value %q: %s", field, fmt.Sprint(value), fmt.Sprintf(format, args...)))
+}
+
+// add keeps err, when not nil, as it is.
+func (k *checker) add(err error) {
+	if err != nil {
+		k.errs = append(k.errs, err)
+	}
+}
+
+// dur parses s, def when empty; outside lo..hi is an error. The bounds
+// keep the daemon out of what cripples it (a 1ns heartbeat is 38,600
+// heartbeats a second) while leaving room for any sane deployment.
+func (k *checker) dur(field, s string, def, lo, hi time.Duration) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < lo || d > hi {
+		k.fail(field, s, "want a duration from %s to %s, like %q", lo, hi, def.String())
+		return def
+	}
+	return d
+}
+
+// number returns *v, def when nil; outside lo..hi is an error.
+func number[T int | uint16 | uint64](k *checker, field string, v *T, def, lo, hi T) T {
+	if v == nil {
+		return def
+	}
+	if *v < lo || *v > hi {
+		k.fail(field, *v, "want %d to %d (leave it out for %d)", lo, hi, def)
+	}
+	return *v
+}
+
+// addrPort checks an ip:port field with a port from 1 to 65535.
+func (k *checker) addrPort(field, v string) (netip.AddrPort, bool) {
+	ap, err := netip.ParseAddrPort(v)
+	if err != nil || ap.Port() == 0 {
+		k.fail(field, v, "want ip:port with a port from 1 to 65535")
+		return ap, false
+	}
+	return ap, true
+}
+
+// hostPort checks a host:port field: a port from 1 to 65535, and a host
+// unless listen allows an empty one (every local address).
+func (k *checker) hostPort(field, v string, listen bool) {
+	host, port, err := net.SplitHostPort(v)
+	p, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil || p == 0 || (host == "" && !listen) {
+		k.fail(field, v, "want host:port with a port from 1 to 65535")
+	}
+}
+
+// Check turns the file into a checked Config. It is pure: the files and
+// the interface the configuration names are CheckEnvironment's. The error
+// lists every bad field.
 func (f *File) Check() (Config, error) {
 	c := Config{
 		NodeID: f.NodeID, APIListen: f.APIListen, Advertise: f.Advertise, MetricsListen: f.MetricsListen,
-		KeyFile: f.KeyFile, StateDir: f.StateDir, MTU: f.MTU, SnapshotPeers: f.Snapshot.Peers, Backend: f.Backend, LogLevel: f.LogLevel,
+		KeyFile: f.KeyFile, SnapshotPeers: f.Snapshot.Peers, Backend: f.Backend, LogLevel: f.LogLevel,
 	}
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
+	var k checker
+	k.node(f, &c)
+	k.api(f, &c)
+	k.transport(f, &c)
+	k.timing(f, &c)
+	k.reliable(f, &c)
+	k.local(f, &c)
+	if len(k.errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(k.errs...))
 	}
-	if c.NodeID == "" {
-		add(errors.New("node_id: missing"))
-	} else if len(c.NodeID) > wire.MaxSenderLen || strings.ContainsAny(c.NodeID, " \t\n") {
-		add(fmt.Errorf("node_id: %q must be 1-%d characters without spaces", c.NodeID, wire.MaxSenderLen))
+	return c, nil
+}
+
+// node checks the director's id and its cluster key file's name.
+func (k *checker) node(f *File, c *Config) {
+	if err := CheckID(c.NodeID); err != nil {
+		k.fail("node_id", c.NodeID, "%v", err)
 	}
+	if c.KeyFile == "" {
+		k.fail("key_file", "", "required: the cluster key file")
+	}
+	c.KeyGrace = k.dur("key_grace", f.KeyGrace, DefaultKeyGrace, time.Second, 7*24*time.Hour)
+}
+
+// api checks the gRPC and metrics addresses and the snapshot peers.
+func (k *checker) api(f *File, c *Config) {
 	if c.APIListen == "" {
-		add(errors.New("api_listen: missing"))
-	} else if _, err := netip.ParseAddrPort(c.APIListen); err != nil {
-		add(fmt.Errorf("api_listen: %q is not address:port", c.APIListen))
+		k.fail("api_listen", "", "required: ip:port")
+	} else {
+		k.addrPort("api_listen", c.APIListen)
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.APIListen
 		if ap, err := netip.ParseAddrPort(c.APIListen); err == nil && ap.Addr().IsUnspecified() {
-			add(fmt.Errorf("advertise: required when api_listen %s is a wildcard address (peers dial it for snapshots)", c.APIListen))
+			k.add(fmt.Errorf("advertise: required when api_listen %s is a wildcard address (peers dial it for snapshots)", c.APIListen))
 		}
-	} else if _, err := netip.ParseAddrPort(c.Advertise); err != nil {
-		add(fmt.Errorf("advertise: %q is not address:port", c.Advertise))
+	} else if ap, ok := k.addrPort("advertise", c.Advertise); ok && ap.Addr().IsUnspecified() {
+		k.fail("advertise", c.Advertise, "peers cannot dial a wildcard address")
 	}
-	if c.KeyFile == "" {
-		add(errors.New("key_file: missing"))
+	if c.MetricsListen != "" {
+		k.hostPort("metrics_listen", c.MetricsListen, true)
 	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
-	} else if !filepath.IsAbs(c.StateDir) {
-		add(fmt.Errorf("state_dir: %q is not an absolute path", c.StateDir))
+	for i, p := range c.SnapshotPeers {
+		k.hostPort(fmt.Sprintf("snapshot.peers[%d]", i), p, false)
 	}
-	if c.MTU == 0 {
-		c.MTU = DefaultMTU
-	}
-	if c.MTU < 576 || c.MTU > 65535 {
-		add(fmt.Errorf("mtu: %d not in 576-65535", c.MTU))
-	}
-	var err error
-	c.KeyGrace, err = dur("key_grace", f.KeyGrace, DefaultKeyGrace)
-	add(err)
-	c.SnapshotWait, err = dur("snapshot.wait", f.Snapshot.Wait, 3*time.Second)
-	add(err)
-	c.Heartbeat, err = dur("timing.heartbeat", f.Timing.Heartbeat, 100*time.Millisecond)
-	add(err)
-	c.Tick, err = dur("timing.tick", f.Timing.Tick, 5*time.Millisecond)
-	add(err)
-	c.Flush, err = dur("timing.flush", f.Timing.Flush, 2*time.Millisecond)
-	add(err)
-	c.Refresh, err = dur("timing.refresh", f.Timing.Refresh, 60*time.Second)
-	add(err)
-	c.Expire, err = dur("timing.expire", f.Timing.Expire, time.Second)
-	add(err)
-	nd, err := dur("reliable.nack_delay", f.Reliable.NackDelay, 2*time.Millisecond)
-	add(err)
-	ni, err := dur("reliable.nack_interval", f.Reliable.NackInterval, 30*time.Millisecond)
-	add(err)
-	c.Reliable = reliable.Config{Window: f.Reliable.Window, RingSize: f.Reliable.Ring, NackDelay: int64(nd), NackInterval: int64(ni), MaxNacks: f.Reliable.MaxNacks}
-	if f.Reliable.Ring < 0 || f.Reliable.Ring > 1<<20 {
-		add(fmt.Errorf("reliable.ring: %d not in 0-%d", f.Reliable.Ring, 1<<20))
-	}
-	if f.Reliable.Window > 1<<20 {
-		add(fmt.Errorf("reliable.window: %d exceeds %d", f.Reliable.Window, 1<<20))
-	}
-	if f.Reliable.MaxNacks < 0 {
-		add(fmt.Errorf("reliable.max_nacks: %d is negative", f.Reliable.MaxNacks))
-	}
+	c.SnapshotWait = k.dur("snapshot.wait", f.Snapshot.Wait, 3*time.Second, 10*time.Millisecond, 10*time.Minute)
+}
+
+// transport checks the sync network: multicast or unicast, MTU and
+// receive buffer.
+func (k *checker) transport(f *File, c *Config) {
+	c.MTU = number(k, "mtu", f.MTU, DefaultMTU, 576, 65535)
 	switch {
 	case f.Multicast != nil && f.Unicast != nil:
-		add(errors.New("multicast, unicast: set one, not both"))
+		k.add(errors.New("multicast, unicast: set one, not both"))
 	case f.Multicast != nil:
 		m := f.Multicast
 		g, err := netip.ParseAddr(m.Group)
 		if err != nil || !g.IsMulticast() {
-			add(fmt.Errorf("multicast.group: %q is not a multicast address", m.Group))
+			k.add(fmt.Errorf("multicast.group: %q is not a multicast address", m.Group))
 		}
-		port := m.Port
-		if port == 0 {
-			port = DefaultPort
-		}
+		port := number(k, "multicast.port", m.Port, DefaultPort, 1, 65535)
 		if m.TTL < 0 || m.TTL > 255 {
-			add(fmt.Errorf("multicast.ttl: %d not in 0-255", m.TTL))
+			k.add(fmt.Errorf("multicast.ttl: %d not in 0-255", m.TTL))
+		}
+		if m.Interface != "" && !validIfName(m.Interface) {
+			k.fail("multicast.interface", m.Interface, "want an interface name of 1 to 15 characters without '/', ':' or spaces")
 		}
 		c.Transport = transport.Config{Group: g, Port: port, Interface: m.Interface, TTL: m.TTL, Loopback: m.Loopback}
 	case f.Unicast != nil:
 		u := f.Unicast
-		l, err := netip.ParseAddrPort(u.Listen)
-		if err != nil {
-			add(fmt.Errorf("unicast.listen: %q is not address:port", u.Listen))
-		}
+		l, _ := k.addrPort("unicast.listen", u.Listen)
 		c.Transport = transport.Config{Listen: l}
 		if len(u.Peers) == 0 {
-			add(errors.New("unicast.peers: empty"))
+			k.add(errors.New("unicast.peers: empty"))
 		}
 		for i, p := range u.Peers {
-			ap, err := netip.ParseAddrPort(p)
-			if err != nil {
-				add(fmt.Errorf("unicast.peers[%d]: %q is not address:port", i, p))
-				continue
+			if ap, ok := k.addrPort(fmt.Sprintf("unicast.peers[%d]", i), p); ok {
+				c.Transport.Peers = append(c.Transport.Peers, ap)
 			}
-			c.Transport.Peers = append(c.Transport.Peers, ap)
 		}
 	default:
-		add(errors.New("multicast, unicast: one is required"))
+		k.add(errors.New("multicast, unicast: one is required"))
 	}
-	c.Transport.ReadBuffer = f.ReadBuffer
-	if c.Transport.ReadBuffer == 0 {
-		c.Transport.ReadBuffer = 8 << 20
+	c.Transport.ReadBuffer = number(k, "read_buffer", f.ReadBuffer, 8<<20, 4096, 1<<30)
+}
+
+// timing checks the protocol's periods. Heartbeats bound tail-loss
+// detection, so a second-long heartbeat is the slowest useful one.
+func (k *checker) timing(f *File, c *Config) {
+	c.Heartbeat = k.dur("timing.heartbeat", f.Timing.Heartbeat, 100*time.Millisecond, 10*time.Millisecond, time.Minute)
+	c.Tick = k.dur("timing.tick", f.Timing.Tick, 5*time.Millisecond, time.Millisecond, time.Second)
+	c.Flush = k.dur("timing.flush", f.Timing.Flush, 2*time.Millisecond, 100*time.Microsecond, time.Second)
+	c.Refresh = k.dur("timing.refresh", f.Timing.Refresh, 60*time.Second, time.Second, 24*time.Hour)
+	c.Expire = k.dur("timing.expire", f.Timing.Expire, time.Second, 10*time.Millisecond, time.Hour)
+}
+
+// reliable checks the NACK-driven retransmission's sizes and periods.
+func (k *checker) reliable(f *File, c *Config) {
+	r := f.Reliable
+	nd := k.dur("reliable.nack_delay", r.NackDelay, 2*time.Millisecond, 100*time.Microsecond, 10*time.Second)
+	ni := k.dur("reliable.nack_interval", r.NackInterval, 30*time.Millisecond, time.Millisecond, time.Minute)
+	c.Reliable = reliable.Config{
+		Window:    number(k, "reliable.window", r.Window, 8192, 64, 1<<20),
+		RingSize:  number(k, "reliable.ring", r.Ring, 8192, 64, 1<<20),
+		MaxNacks:  number(k, "reliable.max_nacks", r.MaxNacks, 10, 1, 100),
+		NackDelay: int64(nd), NackInterval: int64(ni),
+	}
+}
+
+// local checks what concerns this process only: state directory, backend
+// and log level.
+func (k *checker) local(f *File, c *Config) {
+	c.StateDir = f.StateDir
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	} else if !filepath.IsAbs(c.StateDir) {
+		k.fail("state_dir", c.StateDir, "want an absolute path")
 	}
 	switch c.Backend {
 	case "":
 		c.Backend = "memory"
 	case "memory", "conntrack", "ipvs":
 	default:
-		add(fmt.Errorf("backend: %q is not memory, conntrack or ipvs", c.Backend))
+		k.add(fmt.Errorf("backend: %q is not memory, conntrack or ipvs", c.Backend))
 	}
 	switch c.LogLevel {
 	case "":
 		c.LogLevel = "info"
 	case "debug", "info", "warn", "error":
 	default:
-		add(fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
+		k.add(fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
 	}
-	if len(errs) > 0 {
-		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
-	}
-	return c, nil
+}
+
+// validIfName reports whether s can name a network interface (the kernel's
+// dev_valid_name).
+func validIfName(s string) bool {
+	return len(s) >= 1 && len(s) < 16 && s != "." && s != ".." && !strings.ContainsAny(s, "/: \t\n")
 }

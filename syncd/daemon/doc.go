@@ -28,6 +28,14 @@
 // the file was lost) and writes it back atomically, mode 0600, before the
 // first packet leaves.
 //
+// # Configuration
+//
+// File.Check turns the YAML file into a Config, purely: syntax, ranges,
+// the node id's charset (CheckID, saru's rule), defaults only for what the
+// file leaves out. Config.CheckEnvironment then checks the key file
+// (ReadKeyFile: private like an ssh key, well formed, no zero secret) and
+// the multicast interface. `syncd -check` and the start run both.
+//
 // It also polls the key file and rolls the core's keys over when it
 // changes, and serves the core's counters as Prometheus metrics. This
 // package holds the goroutines, locks, clocks and sockets; the core holds
