@@ -407,6 +407,13 @@ func (r *Receiver) OnData(inc, seq uint64, now int64) Verdict {
 			r.stats.Stale++
 			return StaleIncarnation
 		case !r.known || inc > r.inc || !r.heardHB || now-r.settleFrom < r.cfg.JoinSettle:
+			if r.known && inc == r.inc {
+				// Refused now, it comes with the snapshot: awaiting it
+				// after anchoring would NACK it. A replay is no newer
+				// than what the sender has sent, so this moves the
+				// anchor only up to the sender's real sequence.
+				r.anchorHigh = max(r.anchorHigh, seq)
+			}
 			r.stats.Unanchored++
 			return Unanchored
 		}

@@ -400,7 +400,16 @@ func TestJoiningReceiverSkipsHistory(t *testing.T) {
 			if v := r.OnData(3, 501, settle-1); v != Unanchored {
 				t.Fatalf("data while listening: %v, want unanchored", v)
 			}
-		}, 501, true},
+		}, 502, true}, // 501, refused while listening, comes with the snapshot
+		{"data refused while listening is not NACKed", func(r *Receiver) {
+			r.OnControl(3, 1, 0)
+			r.OnHeartbeat(500, 1, 0)
+			for seq := uint64(501); seq <= 504; seq++ {
+				if v := r.OnData(3, seq, 50*ms); v != Unanchored {
+					t.Fatalf("data %d while listening: %v, want unanchored", seq, v)
+				}
+			}
+		}, 505, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewJoiningReceiver(Config{})
