@@ -36,7 +36,7 @@ func TestSameEpochDifferentContent(t *testing.T) {
 	d2 := coord.Meta{ID: "d2", Weight: 1, State: partition.Active, Epoch: 9, GRPC: "d2:7400", Buckets: 64, Seed: 7}
 	n.PeerAlive(d2)
 	n.Ready()
-	if r := n.Receive(mine); r != "" {
+	if r := n.Receive("d2", mine); r != "" {
 		t.Fatalf("receive: %s", r)
 	}
 	rd := n.Ready()
@@ -113,7 +113,7 @@ func TestFollowerCatchesUp(t *testing.T) {
 	if rd.Fetch != "d1" {
 		t.Fatalf("after Retry ticks: fetch %q, want d1", rd.Fetch)
 	}
-	if r := n.Receive(a); r != "" {
+	if r := n.Receive("d1", a); r != "" {
 		t.Fatal(r)
 	}
 	for range 5 {

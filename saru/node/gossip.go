@@ -78,8 +78,8 @@ func (d *delegate) check(node *memberlist.Node) (coord.Meta, error) {
 	c := d.n.cfg
 	if r := coord.CheckPeer(coord.Config{ID: c.ID, Buckets: c.Buckets, Seed: c.Seed}, m); r != "" {
 		d.n.metrics.refused.WithLabelValues(string(r)).Inc()
-		return coord.Meta{}, fmt.Errorf("peer %s at %s refused (%s): it has %d buckets and seed %d, we have %d and %d",
-			node.Name, node.Address(), r, m.Buckets, m.Seed, c.Buckets, c.Seed)
+		return coord.Meta{}, fmt.Errorf("peer %s at %s refused (%s): it has %d buckets, seed %d and epoch %d, we have %d and %d",
+			node.Name, node.Address(), r, m.Buckets, m.Seed, m.Epoch, c.Buckets, c.Seed)
 	}
 	return m, nil
 }
@@ -134,7 +134,9 @@ func (d *delegate) alive(node *memberlist.Node) {
 	addr := node.Address() // copied here: memberlist mutates its nodes in place
 	d.n.enqueue(func(c *coord.Core) {
 		d.n.addrs[m.ID] = addr
-		c.PeerAlive(m)
+		if r := c.PeerAlive(m); r != "" {
+			d.n.metrics.refused.WithLabelValues(string(r)).Inc()
+		}
 	})
 }
 
