@@ -201,7 +201,7 @@ type Core struct {
 	fetchAt    int
 	adopted    bool              // an assignment was taken from a peer
 	asked      map[string]bool   // peers asked for their assignment since one was taken
-	refused    map[string]uint64 // peer -> epoch of its assignment refused for its content
+	refused    map[string]uint64 // peer -> the epoch it announced when its answer to a fetch was dropped
 
 	sentMeta    Meta
 	metaSent    bool
@@ -313,10 +313,10 @@ func (n *Core) PeerDead(id string) {
 
 // Receive offers an assignment sent by the director from (the leader's
 // stream or a fetch). It is taken only if its epoch is newer, at most
-// partition.MaxEpoch and at most MaxEpochJump above the current one; if from is the
-// leader or a peer this director asked for its assignment; and if it is
-// valid, names as owners and standbys only directors this one knows, and
-// leaves no bucket unowned while a live director owns buckets.
+// partition.MaxEpoch and at most MaxEpochJump above the newest known; if
+// from is the leader or a peer this director asked for its assignment; and
+// if it is valid, names as owners and standbys only directors this one
+// knows, and leaves no bucket unowned while a live director owns buckets.
 func (n *Core) Receive(from string, a partition.Assignment) Reason {
 	r, detail := n.check(from, a)
 	if r != "" {
