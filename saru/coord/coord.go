@@ -53,7 +53,11 @@ const (
 // have taken such a jump. A cluster moves one epoch per membership change,
 // so a legitimate jump is a partition's worth of them; a peer that could
 // claim more would push every director to partition.MaxEpoch, after which
-// no assignment follows (at this bound it takes 2^28 claims).
+// no assignment follows (at this bound it takes 2^28 claims). Without a
+// gossip key two limits remain: a fake that repeats claims just under the
+// bound on one side of a partition, or that is the first peer a new
+// director hears, can carry directors beyond what the others take; those
+// then refuse each other until the directors carried away restart.
 const MaxEpochJump = 1 << 24
 
 // Errors returned by operator requests.

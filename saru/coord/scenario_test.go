@@ -3,6 +3,7 @@ package coord_test
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -191,8 +192,8 @@ func (s *sim) exec(t fataler, line string) string {
 			s.nodes[id] = n
 			// Memberlist's push-pull tells a newcomer of every live
 			// member, foreign ones included.
-			for _, f := range s.nodes {
-				if f.c == nil && s.connected(n, f) {
+			for _, fid := range slices.Sorted(maps.Keys(s.nodes)) {
+				if f := s.nodes[fid]; f.c == nil && s.connected(n, f) {
 					s.alive(n, f.meta)
 				}
 			}
