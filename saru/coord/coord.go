@@ -17,13 +17,20 @@ type Reason string
 // Reasons.
 const (
 	// Refusals of a peer's metadata.
-	RefuseBuckets Reason = "bucket-count-mismatch"
-	RefuseSeed    Reason = "seed-mismatch"
-	RefuseSelfID  Reason = "duplicate-self-id"
+	RefuseBuckets   Reason = "bucket-count-mismatch"
+	RefuseSeed      Reason = "seed-mismatch"
+	RefuseSelfID    Reason = "duplicate-self-id"
+	RefuseEpoch     Reason = "epoch-out-of-range"
+	RefuseEpochJump Reason = "epoch-jump"
 	// Drops of a received assignment.
-	DropStale   Reason = "stale-epoch"
-	DropInvalid Reason = "invalid-assignment"
-	DropBuckets Reason = "bucket-count-mismatch"
+	DropStale     Reason = "stale-epoch"
+	DropInvalid   Reason = "invalid-assignment"
+	DropBuckets   Reason = "bucket-count-mismatch"
+	DropEpoch     Reason = "epoch-out-of-range"
+	DropEpochJump Reason = "epoch-jump"
+	DropNotLeader Reason = "not-from-leader"
+	DropNonMember Reason = "non-member-owner"
+	DropUnowned   Reason = "unowned-buckets"
 	// Decisions worth logging.
 	JoinSyncReady   Reason = "sync-ready"
 	JoinDelay       Reason = "join-delay"
@@ -39,6 +46,19 @@ const (
 	LeaderChanged   Reason = "leader-changed"
 	FailoverLocal   Reason = "standby-takeover"
 )
+
+// MaxEpochJump is how far above the newest epoch this director knows (its
+// own, or one its peers announced) an assignment may be; a peer may
+// announce twice as far, since two sides of a network partition may each
+// have taken such a jump. A cluster moves one epoch per membership change,
+// so a legitimate jump is a partition's worth of them; a peer that could
+// claim more would push every director to partition.MaxEpoch, after which
+// no assignment follows (at this bound it takes 2^28 claims). Without a
+// gossip key two limits remain: a fake that repeats claims just under the
+// bound on one side of a partition, or that is the first peer a new
+// director hears, can carry directors beyond what the others take; those
+// then refuse each other until the directors carried away restart.
+const MaxEpochJump = 1 << 24
 
 // Errors returned by operator requests.
 var (
@@ -183,6 +203,9 @@ type Core struct {
 	drainNoted map[string]bool
 	fetchFrom  string
 	fetchAt    int
+	adopted    bool              // an assignment was taken from a peer
+	asked      map[string]bool   // peers asked for their assignment since one was taken
+	refused    map[string]uint64 // peer -> the epoch it announced when its answer to a fetch was dropped
 
 	sentMeta    Meta
 	metaSent    bool
@@ -200,6 +223,7 @@ type Core struct {
 	confirmSent []string
 	fetchOut    string
 	blocked     bool
+	failed      string // the last AssignFailed detail, not repeated
 	behindSince int
 	everActive  bool
 	events      []Event
@@ -223,6 +247,8 @@ func New(cfg Config) (*Core, error) {
 		drainNoted:  make(map[string]bool),
 		behindSince: -1,
 		applyEpochs: make(map[uint64]uint64),
+		asked:       make(map[string]bool),
+		refused:     make(map[string]uint64),
 	}
 	if cfg.StartDrained {
 		n.self.State = partition.Draining
@@ -241,16 +267,37 @@ func CheckPeer(cfg Config, m Meta) Reason {
 		return RefuseBuckets
 	case m.Seed != cfg.Seed:
 		return RefuseSeed
+	case m.Epoch > partition.MaxEpoch:
+		return RefuseEpoch
 	}
 	return ""
 }
 
-// PeerAlive records a peer that joined or updated its metadata. A peer
-// whose bucket count or seed differs is refused and ignored.
+// PeerAlive records a peer that joined or updated its metadata. Metadata
+// CheckPeer refuses, or announcing an epoch more than MaxEpochJump above
+// the newest this director knows, is ignored (a peer already known keeps
+// its previous metadata).
 func (n *Core) PeerAlive(m Meta) Reason {
-	if r := CheckPeer(n.cfg, m); r != "" {
+	r := CheckPeer(n.cfg, m)
+	if r == "" && m.Epoch > n.ceiling(m.ID, 2*MaxEpochJump) {
+		r = RefuseEpochJump
+	}
+	switch r {
+	case "":
+	case RefuseEpoch:
+		n.event(r, fmt.Sprintf("peer %q announces epoch %d, above the last one, %d", m.ID, m.Epoch, uint64(partition.MaxEpoch)))
+		return r
+	case RefuseEpochJump:
+		n.event(r, fmt.Sprintf("peer %q announces epoch %d, above %d (the newest known plus %d)", m.ID, m.Epoch, n.ceiling(m.ID, 2*MaxEpochJump), uint64(2*MaxEpochJump)))
+		return r
+	default:
 		n.event(r, fmt.Sprintf("peer %q announces buckets %d seed %d; ours are %d and %d", m.ID, m.Buckets, m.Seed, n.cfg.Buckets, n.cfg.Seed))
 		return r
+	}
+	if p, ok := n.peers[m.ID]; !ok || !p.alive {
+		// A director this one did not count may make a refused
+		// assignment acceptable.
+		clear(n.refused)
 	}
 	n.peers[m.ID] = &peer{meta: m.clone(), alive: true}
 	n.update()
@@ -268,26 +315,119 @@ func (n *Core) PeerDead(id string) {
 	n.update()
 }
 
-// Receive offers an assignment (from the leader's stream or a fetch). Only
-// a valid assignment with a newer epoch is taken.
-func (n *Core) Receive(a partition.Assignment) Reason {
-	if a.Buckets() != n.cfg.Buckets {
-		return DropBuckets
+// Receive offers an assignment sent by the director from (the leader's
+// stream or a fetch). It is taken only if its epoch is newer, at most
+// partition.MaxEpoch and at most MaxEpochJump above the newest known; if
+// from is the leader or a peer this director asked for its assignment; and
+// if it is valid, names as owners and standbys only directors this one
+// knows, and leaves no bucket unowned while a live director owns buckets.
+func (n *Core) Receive(from string, a partition.Assignment) Reason {
+	r, detail := n.check(from, a)
+	if r != "" {
+		if detail != "" {
+			n.event(r, detail)
+		}
+		if p, ok := n.peers[from]; ok && n.asked[from] && from != n.leader.ID {
+			// A peer whose answer cannot be taken is not asked again
+			// for the epoch it advertises: a leader would otherwise
+			// wait for it forever, and followers ask it every Retry.
+			n.refused[from] = p.meta.Epoch
+			if n.fetchFrom == from {
+				n.fetchFrom = ""
+			}
+			n.update()
+		}
+		return r
 	}
-	if a.Epoch <= n.cur.Epoch {
-		return DropStale
-	}
-	if err := a.Validate(); err != nil {
-		n.event(DropInvalid, err.Error())
-		return DropInvalid
-	}
-	n.cur = a
+	clear(n.asked)
+	n.cur, n.adopted = a, true
 	n.publish = true
-	if n.fetchFrom != "" && a.Epoch >= n.maxPeerEpoch() {
+	if _, max := n.newest(n.live()); n.fetchFrom != "" && a.Epoch >= max {
 		n.fetchFrom = ""
 	}
 	n.update()
 	return ""
+}
+
+// check tells why an assignment cannot be taken, with details worth
+// logging; "" means it can.
+func (n *Core) check(from string, a partition.Assignment) (Reason, string) {
+	switch {
+	case a.Buckets() != n.cfg.Buckets:
+		return DropBuckets, ""
+	case a.Epoch > partition.MaxEpoch:
+		return DropEpoch, fmt.Sprintf("epoch %d from %s is above the last one, %d", a.Epoch, from, uint64(partition.MaxEpoch))
+	case a.Epoch <= n.cur.Epoch:
+		return DropStale, ""
+	}
+	if c := n.ceiling("", MaxEpochJump); a.Epoch > c {
+		return DropEpochJump, fmt.Sprintf("epoch %d from %s is above %d (the newest known plus %d)", a.Epoch, from, c, uint64(MaxEpochJump))
+	}
+	if from == n.cfg.ID || (from != n.leader.ID && !n.asked[from]) {
+		return DropNotLeader, ""
+	}
+	if err := a.Validate(); err != nil {
+		return DropInvalid, err.Error()
+	}
+	if r, detail := n.checkOwners(a); r != "" {
+		return r, fmt.Sprintf("epoch %d from %s: %s", a.Epoch, from, detail)
+	}
+	return "", ""
+}
+
+// ceiling returns the largest epoch this director takes from a peer: jump
+// above the newest it knows, its own or one a peer other than except
+// announced (dead peers count: a healed partition brings their epochs
+// back). One that has taken no assignment and knows no peer has nothing
+// to compare with: it takes up to half of partition.MaxEpoch, so that a
+// cluster it joins still has epochs to come.
+func (n *Core) ceiling(except string, jump uint64) uint64 {
+	e, ok := n.cur.Epoch, n.adopted
+	for id, p := range n.peers {
+		if id != except {
+			e, ok = max(e, p.meta.Epoch), true
+		}
+	}
+	if !ok {
+		return partition.MaxEpoch / 2
+	}
+	return min(e+jump, partition.MaxEpoch)
+}
+
+// checkOwners tells whether an assignment's owners are acceptable to this
+// director: every owner and standby is a director it knows (alive, or dead
+// and not yet forgotten: failure detection may lag the leader's), and no
+// bucket is unowned while a live director owns buckets in the current
+// assignment or one is active in the new one.
+func (n *Core) checkOwners(a partition.Assignment) (Reason, string) {
+	known := func(id string) bool {
+		_, ok := n.peers[id]
+		return id == "" || id == n.cfg.ID || ok
+	}
+	for b, o := range a.Owners {
+		if !known(o) {
+			return DropNonMember, fmt.Sprintf("bucket %d owner %q is not a director here", b, o)
+		}
+		if s := a.Standbys[b]; !known(s) {
+			return DropNonMember, fmt.Sprintf("bucket %d standby %q is not a director here", b, s)
+		}
+	}
+	b := slices.Index(a.Owners, "")
+	if b < 0 {
+		return "", ""
+	}
+	for _, m := range a.Members {
+		if m.State == partition.Active {
+			return DropUnowned, fmt.Sprintf("bucket %d has no owner though %s is active", b, m.ID)
+		}
+	}
+	for _, m := range n.cur.Members {
+		p, ok := n.peers[m.ID]
+		if m.State == partition.Active && (m.ID == n.cfg.ID || ok && p.alive) {
+			return DropUnowned, fmt.Sprintf("bucket %d has no owner though %s is alive and owns buckets", b, m.ID)
+		}
+	}
+	return "", ""
 }
 
 // Applied reports that the Apply with this sequence number is installed.
@@ -314,6 +454,8 @@ func (n *Core) Tick() {
 		for id, p := range n.peers {
 			if !p.alive && n.ticks-p.deadAt >= n.cfg.ForgetDead {
 				delete(n.peers, id)
+				delete(n.asked, id)
+				delete(n.refused, id)
 			}
 		}
 	}
@@ -501,14 +643,23 @@ func (n *Core) live() []Meta {
 	return out
 }
 
-func (n *Core) maxPeerEpoch() uint64 {
-	var e uint64
-	for _, p := range n.peers {
-		if p.alive && p.meta.Epoch > e {
-			e = p.meta.Epoch
+// newest returns the live peer advertising the newest epoch, and that
+// epoch, leaving out peers whose assignment of that epoch was refused.
+func (n *Core) newest(live []Meta) (string, uint64) {
+	var from string
+	var max uint64
+	for _, m := range live {
+		if e, ok := n.refused[m.ID]; m.ID != n.cfg.ID && m.Epoch > max && (!ok || e != m.Epoch) {
+			max, from = m.Epoch, m.ID
 		}
 	}
-	return e
+	return from, max
+}
+
+// fetch asks the caller to pull from's assignment.
+func (n *Core) fetch(from string) {
+	n.fetchFrom, n.fetchAt, n.fetchOut = from, n.ticks, from
+	n.asked[from] = true
 }
 
 // update recomputes every decision from the state.
@@ -613,13 +764,7 @@ func (n *Core) owners() []string {
 // says a peer has a newer epoch and the leader's stream has not delivered
 // it within Retry ticks, fetch it from that peer.
 func (n *Core) catchUp(live []Meta) {
-	var from string
-	var max uint64
-	for _, m := range live {
-		if m.ID != n.cfg.ID && m.Epoch > max {
-			max, from = m.Epoch, m.ID
-		}
-	}
+	from, max := n.newest(live)
 	if max <= n.cur.Epoch {
 		n.behindSince = -1
 		return
@@ -630,25 +775,27 @@ func (n *Core) catchUp(live []Meta) {
 	}
 	if n.ticks-n.behindSince >= n.cfg.Retry && n.fetchFrom == "" {
 		n.event(CatchUp, fmt.Sprintf("epoch %d not streamed within %d ticks; fetching it from %s", max, n.ticks-n.behindSince, from))
-		n.fetchFrom, n.fetchAt, n.fetchOut = from, n.ticks, from
+		n.fetch(from)
 	}
 }
 
 // lead is the leader's part: adopt the cluster's newest assignment, then
 // compute a new one when the member set differs from the current one's.
 func (n *Core) lead(live []Meta) {
-	var from string
-	var max uint64
-	for _, m := range live {
-		if m.ID != n.cfg.ID && m.Epoch > max {
-			max, from = m.Epoch, m.ID
-		}
-	}
-	if max > n.cur.Epoch {
+	if from, max := n.newest(live); max > n.cur.Epoch {
 		if n.fetchFrom == "" {
-			n.fetchFrom, n.fetchAt, n.fetchOut = from, n.ticks, from
+			n.fetch(from)
 		}
 		return
+	}
+	// Peers whose newer assignment this director refused may have
+	// directors that took it: the next epoch must pass theirs, or those
+	// would drop it as stale.
+	prev := n.cur
+	for _, m := range live {
+		if m.ID != n.cfg.ID && m.Epoch > prev.Epoch {
+			prev.Epoch = m.Epoch
+		}
 	}
 	members := n.members(live)
 	diverged := ""
@@ -657,17 +804,21 @@ func (n *Core) lead(live []Meta) {
 			diverged = m.ID
 		}
 	}
-	if sameMembers(members, n.cur.Members) {
+	if sameMembers(members, n.cur.Members) && prev.Epoch == n.cur.Epoch {
 		if diverged == "" {
 			return
 		}
 		n.event(AssignDiverged, fmt.Sprintf("%s has a different assignment of epoch %d; issuing epoch %d", diverged, n.cur.Epoch, n.cur.Epoch+1))
 	}
-	next, err := partition.Assign(n.cur, members)
+	next, err := partition.Assign(prev, members)
 	if err != nil {
-		n.event(AssignFailed, err.Error())
+		if err.Error() != n.failed {
+			n.event(AssignFailed, err.Error())
+		}
+		n.failed = err.Error()
 		return
 	}
+	n.failed = ""
 	n.event(AssignComputed, fmt.Sprintf("epoch %d for %s", next.Epoch, describe(members)))
 	n.cur = next
 	n.publish = true

@@ -36,7 +36,7 @@ func TestSameEpochDifferentContent(t *testing.T) {
 	d2 := coord.Meta{ID: "d2", Weight: 1, State: partition.Active, Epoch: 9, GRPC: "d2:7400", Buckets: 64, Seed: 7}
 	n.PeerAlive(d2)
 	n.Ready()
-	if r := n.Receive(mine); r != "" {
+	if r := n.Receive("d2", mine); r != "" {
 		t.Fatalf("receive: %s", r)
 	}
 	rd := n.Ready()
@@ -113,7 +113,7 @@ func TestFollowerCatchesUp(t *testing.T) {
 	if rd.Fetch != "d1" {
 		t.Fatalf("after Retry ticks: fetch %q, want d1", rd.Fetch)
 	}
-	if r := n.Receive(a); r != "" {
+	if r := n.Receive("d1", a); r != "" {
 		t.Fatal(r)
 	}
 	for range 5 {
@@ -124,5 +124,39 @@ func TestFollowerCatchesUp(t *testing.T) {
 	}
 	if got := len(n.Owned()); got != 32 {
 		t.Fatalf("owns %d after catching up, want 32", got)
+	}
+}
+
+// TestLeaderPassesRefusedEpoch: a peer announcing a newer epoch whose
+// assignment the leader cannot take (it names a director nobody knows)
+// neither blocks the leader nor makes it ask again: the leader's next
+// epoch passes the peer's, so directors that took it follow the leader.
+func TestLeaderPassesRefusedEpoch(t *testing.T) {
+	n, err := coord.New(coord.Config{ID: "d1", Weight: 1, GRPC: "d1:7400", Buckets: 64, Seed: 7, JoinDelay: 30, Settle: 0, DrainConfirmTimeout: 20, Retry: 3, FastFailover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Tick()
+	n.Ready()
+	empty, _ := partition.Empty(64)
+	bogus, _ := partition.Assign(empty, []partition.Member{{ID: "d2", Weight: 1, State: partition.Active}, {ID: "ghost", Weight: 1, State: partition.Active}})
+	bogus.Epoch = 9
+	n.PeerAlive(coord.Meta{ID: "d2", Weight: 1, State: partition.Active, Epoch: 9, GRPC: "d2:7400", Buckets: 64, Seed: 7})
+	rd := n.Ready()
+	if rd.Fetch != "d2" {
+		t.Fatalf("fetch %q, want d2", rd.Fetch)
+	}
+	if r := n.Receive("d2", bogus); r != coord.DropNonMember {
+		t.Fatalf("receive: %q, want %s", r, coord.DropNonMember)
+	}
+	rd = n.Ready()
+	if rd.Fetch != "" || rd.Publish == nil || rd.Publish.Epoch != 10 || len(rd.Publish.Owned("d1")) != 32 {
+		t.Fatalf("after the refusal: fetch %q, publish %+v", rd.Fetch, rd.Publish)
+	}
+	for range 5 {
+		n.Tick()
+		if rd := n.Ready(); rd.Fetch != "" {
+			t.Fatalf("asked %s again", rd.Fetch)
+		}
 	}
 }

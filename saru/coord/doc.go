@@ -22,8 +22,18 @@
 //     weights, states) differs from the current assignment's.
 //   - Before computing, a leader adopts the newest epoch any live peer
 //     advertises, by asking the caller to fetch it from that peer.
-//   - An assignment is taken only if its epoch is newer than the current one
-//     and it is valid; otherwise it is dropped with DropStale or DropInvalid.
+//   - An assignment is taken only if its epoch is newer than the current
+//     one, and it comes from the leader or from a peer this director asked
+//     (a late stream message from a former leader is DropNotLeader), and
+//     it is valid (DropInvalid), names as owners and standbys only
+//     directors this one knows (DropNonMember), and leaves no bucket
+//     unowned while a live director owns buckets (DropUnowned). A peer
+//     whose fetched assignment is dropped is not asked again for the epoch
+//     it announces; the leader issues an epoch above it instead.
+//   - Epochs never wrap: none above partition.MaxEpoch is taken or
+//     announced (RefuseEpoch, DropEpoch), and none more than MaxEpochJump
+//     above the newest this director knows (twice that for an announced
+//     one: RefuseEpochJump, DropEpochJump).
 //   - A follower normally gets assignments from the leader's stream; if
 //     gossip shows a peer with a newer epoch for Retry ticks, it fetches it
 //     from that peer (catch-up-fetch), so an unreachable stream cannot
@@ -45,6 +55,12 @@
 //     active. A director started with StartDrained stays draining until
 //     undrained.
 //   - A peer announcing a different bucket count or seed is refused.
+//
+// Without gossip encryption anyone may join, and one with the lowest id
+// leads: these rules keep a fake leader from leaving buckets unowned,
+// giving them to directors that do not exist or pushing epochs to their
+// end, and the cluster recovers once it leaves; keeping it out is the
+// gossip key's job.
 //
 // There is no quorum: each side of a network partition elects its own
 // leader and keeps serving; see package saru for what that means and how

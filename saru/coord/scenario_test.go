@@ -3,6 +3,7 @@ package coord_test
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,6 +111,7 @@ type simNode struct {
 	installed []uint32
 	instEpoch uint64
 	failover  bool
+	muted     bool // receives no assignment (gossip still flows)
 }
 
 type sim struct {
@@ -118,6 +120,7 @@ type sim struct {
 	order   []string
 	history map[uint64]partition.Assignment
 	out     strings.Builder
+	log     []string // every command and its output, for a failing property
 }
 
 func newSim() *sim {
@@ -142,6 +145,12 @@ func (s *sim) node(t fataler, id string) *simNode {
 }
 
 func (s *sim) run(t fataler, line string) string {
+	out := s.exec(t, line)
+	s.log = append(s.log, "> "+line+"\n"+out)
+	return out
+}
+
+func (s *sim) exec(t fataler, line string) string {
 	s.out.Reset()
 	f := strings.Fields(line)
 	if len(f) == 0 {
@@ -179,7 +188,15 @@ func (s *sim) run(t fataler, line string) string {
 				s.order = append(s.order, id)
 				slices.Sort(s.order)
 			}
-			s.nodes[id] = &simNode{id: id, c: c, up: true, side: side}
+			n := &simNode{id: id, c: c, up: true, side: side}
+			s.nodes[id] = n
+			// Memberlist's push-pull tells a newcomer of every live
+			// member, foreign ones included.
+			for _, fid := range slices.Sorted(maps.Keys(s.nodes)) {
+				if f := s.nodes[fid]; f.c == nil && s.connected(n, f) {
+					s.alive(n, f.meta)
+				}
+			}
 			s.stabilize(t)
 		}
 	case "fast":
@@ -200,6 +217,11 @@ func (s *sim) run(t fataler, line string) string {
 			s.stabilize(t)
 		}
 	case "stabilize":
+		s.stabilize(t)
+	case "mute", "unmute":
+		// mute X: X's assignment streams and fetches deliver nothing
+		// (its gRPC port is unreachable); gossip still flows.
+		s.node(t, args[0]).muted = f[0] == "mute"
 		s.stabilize(t)
 	case "kill":
 		for _, id := range args {
@@ -270,34 +292,66 @@ func (s *sim) run(t fataler, line string) string {
 		}
 		s.stabilize(t)
 	case "replay":
-		// replay X E: X receives the assignment of epoch E again.
+		// replay X E [from Y]: X receives the assignment of epoch E again,
+		// from Y (default: X's leader).
 		e, _ := strconv.ParseUint(args[1], 10, 64)
 		a, ok := s.history[e]
 		if !ok {
 			t.Fatalf("replay: no epoch %d", e)
 		}
-		r := s.node(t, args[0]).c.Receive(a)
+		n := s.node(t, args[0])
+		from := n.leader
+		if len(args) == 4 && args[2] == "from" {
+			from = args[3]
+		}
+		r := n.c.Receive(from, a)
 		s.printf("%s: receive epoch %d: %s\n", args[0], e, orOK(r))
 		s.stabilize(t)
 	case "announce":
-		// announce ID buckets=N seed=S: a foreign director gossips to every
-		// live director.
+		// announce ID [buckets=N] [seed=S] [epoch=E] [state=S]: a foreign
+		// director gossips to every live director. It stays in the
+		// simulation (it serves what forge gives it; kill and detect make
+		// it leave) but runs no core.
 		m := coord.Meta{ID: args[0], Weight: 1, State: partition.Active, GRPC: args[0] + ":7400", Buckets: s.cfg.Buckets, Seed: s.cfg.Seed}
 		for _, o := range args[1:] {
 			k, v, _ := strings.Cut(o, "=")
-			n, _ := strconv.Atoi(v)
+			n, _ := strconv.ParseUint(v, 10, 64)
 			switch k {
 			case "buckets":
-				m.Buckets = n
+				m.Buckets = int(n)
 			case "seed":
 				m.Seed = uint32(n)
 			case "epoch":
-				m.Epoch = uint64(n)
+				m.Epoch = n
+			case "state":
+				m.State = parseState(t, v)
+			default:
+				t.Fatalf("announce: unknown option %q", k)
 			}
+		}
+		if f := s.foreign(m.ID); f.c == nil {
+			f.meta, f.up = m, true
 		}
 		for _, id := range s.order {
 			if n := s.nodes[id]; n.up {
 				s.printf("%s: %s\n", id, orOK(n.c.PeerAlive(m)))
+			}
+		}
+		s.stabilize(t)
+	case "forge":
+		// forge ID epoch=E owners=A,B [standby=S]: director ID sends an
+		// assignment of epoch E whose buckets go to A, B, ... in turn ("-":
+		// no owner), each with standby S; the other directors are listed
+		// joining. It reaches every live director, as a stream message or
+		// a fetch answer would; a foreign ID serves it from then on.
+		a := s.forge(t, args[0], args[1:])
+		f := s.foreign(args[0])
+		if f.c == nil {
+			f.published = a
+		}
+		for _, id := range s.order {
+			if n := s.nodes[id]; n.up {
+				s.printf("%s: receive epoch %d from %s: %s\n", id, a.Epoch, f.id, orOK(n.c.Receive(f.id, a)))
 			}
 		}
 		s.stabilize(t)
@@ -316,6 +370,79 @@ func (s *sim) run(t fataler, line string) string {
 		t.Fatalf("unknown command %q", f[0])
 	}
 	return s.out.String()
+}
+
+// foreign returns the simulated director id that runs no core (announced
+// or forged), adding it if needed.
+func (s *sim) foreign(id string) *simNode {
+	n, ok := s.nodes[id]
+	if !ok {
+		n = &simNode{id: id, up: true}
+		s.nodes[id] = n
+	}
+	return n
+}
+
+func (s *sim) forge(t fataler, id string, opts []string) partition.Assignment {
+	var epoch uint64
+	var owners []string
+	standby := ""
+	for _, o := range opts {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "epoch":
+			epoch, _ = strconv.ParseUint(v, 10, 64)
+		case "owners":
+			owners = strings.Split(v, ",")
+		case "standby":
+			standby = v
+		default:
+			t.Fatalf("forge: unknown option %q", k)
+		}
+	}
+	if len(owners) == 0 {
+		t.Fatalf("forge: no owners")
+	}
+	active := map[string]bool{}
+	for _, o := range append(slices.Clone(owners), standby) {
+		if o != "-" && o != "" {
+			active[o] = true
+		}
+	}
+	var members []partition.Member
+	for _, mid := range append(slices.Clone(s.order), id) {
+		if !active[mid] && !slices.ContainsFunc(members, func(m partition.Member) bool { return m.ID == mid }) {
+			members = append(members, partition.Member{ID: mid, Weight: 1, State: partition.Joining})
+		}
+	}
+	for o := range active {
+		members = append(members, partition.Member{ID: o, Weight: 1, State: partition.Active})
+	}
+	slices.SortFunc(members, func(a, b partition.Member) int { return strings.Compare(a.ID, b.ID) })
+	a, err := partition.Empty(s.cfg.Buckets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Epoch, a.Members = epoch, members
+	for b := range a.Owners {
+		if o := owners[b%len(owners)]; o != "-" {
+			a.Owners[b] = o
+			if standby != o {
+				a.Standbys[b] = standby
+			}
+		}
+	}
+	return a
+}
+
+func parseState(t fataler, s string) partition.State {
+	for _, st := range []partition.State{partition.Active, partition.Joining, partition.Draining} {
+		if st.String() == s {
+			return st
+		}
+	}
+	t.Fatalf("unknown state %q", s)
+	return 0
 }
 
 func orOK(r coord.Reason) string { return or(string(r), "accepted") }
@@ -375,21 +502,21 @@ func (s *sim) stabilize(t fataler) {
 					s.history[n.published.Epoch] = n.published
 				}
 				for _, oid := range s.order {
-					if o := s.nodes[oid]; s.connected(n, o) && o.leader == id {
-						o.c.Receive(n.published)
+					if o := s.nodes[oid]; s.connected(n, o) && o.leader == id && !o.muted {
+						o.c.Receive(id, n.published)
 					}
 				}
 			}
 			if rd.Leader != nil {
 				n.leader = rd.Leader.ID
-				if l := s.nodes[n.leader]; s.connected(n, l) {
-					n.c.Receive(l.published)
+				if l := s.nodes[n.leader]; s.connected(n, l) && !n.muted {
+					n.c.Receive(l.id, l.published)
 				}
 			}
 			if rd.Fetch != "" {
-				if o := s.nodes[rd.Fetch]; s.connected(n, o) {
+				if o := s.nodes[rd.Fetch]; s.connected(n, o) && !n.muted {
 					s.printf("%s: fetch epoch %d from %s\n", id, o.published.Epoch, o.id)
-					n.c.Receive(o.published)
+					n.c.Receive(o.id, o.published)
 				}
 			}
 			if rd.Apply != nil {

@@ -90,8 +90,8 @@ func (d *delegate) decode(node *memberlist.Node) (coord.Meta, string, error) {
 	}
 	c := d.n.cfg
 	if r := coord.CheckPeer(coord.Config{ID: c.ID, Buckets: c.Buckets, Seed: c.Seed}, m); r != "" {
-		return coord.Meta{}, string(r), fmt.Errorf("peer %s at %s refused (%s): it has %d buckets and seed %d, we have %d and %d",
-			node.Name, node.Address(), r, m.Buckets, m.Seed, c.Buckets, c.Seed)
+		return coord.Meta{}, string(r), fmt.Errorf("peer %s at %s refused (%s): it has %d buckets, seed %d and epoch %d, we have %d and %d",
+			node.Name, node.Address(), r, m.Buckets, m.Seed, m.Epoch, c.Buckets, c.Seed)
 	}
 	return m, "", nil
 }
@@ -167,7 +167,9 @@ func (d *delegate) alive(node *memberlist.Node) {
 	addr := node.Address() // copied here: memberlist mutates its nodes in place
 	d.n.enqueue(func(c *coord.Core) {
 		d.n.addrs[m.ID] = addr
-		c.PeerAlive(m)
+		if r := c.PeerAlive(m); r != "" {
+			d.n.metrics.refused.WithLabelValues(string(r)).Inc()
+		}
 	})
 }
 

@@ -348,7 +348,9 @@ func (n *Node) process(rd coord.Ready) {
 	for _, e := range rd.Events {
 		lvl := slog.LevelInfo
 		switch e.Reason {
-		case coord.RefuseBuckets, coord.RefuseSeed, coord.RefuseSelfID, coord.DropInvalid, coord.AssignFailed, coord.DrainTimeout, coord.DrainLastActive:
+		case coord.RefuseBuckets, coord.RefuseSeed, coord.RefuseSelfID, coord.RefuseEpoch, coord.RefuseEpochJump,
+			coord.DropInvalid, coord.DropNonMember, coord.DropUnowned, // DropEpoch and DropEpochJump are the Refuse strings
+			coord.AssignFailed, coord.DrainTimeout, coord.DrainLastActive:
 			lvl = slog.LevelWarn
 		}
 		n.log.Log(n.ctx, lvl, "coordinator", "reason", string(e.Reason), "detail", e.Detail)
@@ -620,10 +622,10 @@ func (n *Node) receive(from string, pa *sarupb.Assignment) {
 		return
 	}
 	n.enqueue(func(c *coord.Core) {
-		if r := c.Receive(a); r != "" {
+		if r := c.Receive(from, a); r != "" {
 			n.metrics.dropped.WithLabelValues(string(r)).Inc()
-			if r != coord.DropStale {
-				n.refusals.warn(string(r), "assignment refused", "from", from, "epoch", a.Epoch)
+			if r != coord.DropStale && r != coord.DropNotLeader { // both are races of a leader change
+				n.refusals.warn(string(r), "assignment refused", "from", clip(from), "epoch", a.Epoch)
 			}
 		}
 	})

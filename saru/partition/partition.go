@@ -48,9 +48,16 @@ type Member struct {
 	State State
 }
 
+// MaxEpoch is the last epoch: Assign refuses to go past it, so epochs never
+// wrap. An epoch counts membership changes, so no cluster comes near it;
+// below 2^53 epochs stay exact where they become floats (a Prometheus
+// gauge, a JSON reader).
+const MaxEpoch = 1<<53 - 1
+
 // Assignment maps every bucket to an owner and a standby.
 type Assignment struct {
-	// Epoch increases by one with every assignment Assign computes.
+	// Epoch increases by one with every assignment Assign computes, up to
+	// MaxEpoch.
 	Epoch uint64
 	// Members are the members the assignment was computed for, sorted by ID.
 	Members []Member
@@ -224,8 +231,12 @@ func checkMembers(members []Member) ([]Member, error) {
 
 // Assign computes the assignment that follows prev for the given members.
 // The bucket count is prev's; start from Empty. Members that are not in
-// the list are gone: their buckets move.
+// the list are gone: their buckets move. It fails once prev's epoch is
+// MaxEpoch.
 func Assign(prev Assignment, members []Member) (Assignment, error) {
+	if prev.Epoch >= MaxEpoch {
+		return Assignment{}, fmt.Errorf("previous assignment (epoch %d): no epoch follows the last one, %d", prev.Epoch, uint64(MaxEpoch))
+	}
 	buckets := len(prev.Owners)
 	if err := bucket.CheckCount(buckets); err != nil {
 		return Assignment{}, fmt.Errorf("previous assignment (epoch %d): %w", prev.Epoch, err)

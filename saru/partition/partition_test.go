@@ -178,6 +178,18 @@ func TestBadInput(t *testing.T) {
 		{"too few", func() error { _, err := Empty(8); return err }, "bucket count 8"},
 		{"too many", func() error { _, err := Empty(131072); return err }, "bucket count 131072"},
 		{"prev without buckets", func() error { _, err := Assign(Assignment{Epoch: 4}, members("a")); return err }, "bucket count 0"},
+		{"last epoch", func() error {
+			last := good
+			last.Epoch = MaxEpoch
+			_, err := Assign(last, members("a"))
+			return err
+		}, "no epoch follows the last one"},
+		{"wrapping epoch", func() error {
+			last := good
+			last.Epoch = 1<<64 - 1
+			_, err := Assign(last, members("a"))
+			return err
+		}, "no epoch follows the last one"},
 		{"duplicate id", func() error { _, err := Assign(good, members("a", "b", "a")); return err }, `member "a": duplicate id`},
 		{"empty id", func() error { _, err := Assign(good, members("a", "")); return err }, "empty id"},
 		{"zero weight", func() error {
