@@ -260,17 +260,47 @@ func (l *Lab) dumpLogs(w io.Writer) {
 	}
 }
 
+// settledConns reads every director's IPVS connection counter of the HTTP
+// service until done says the reading is current, for at most 10 s. IPVS
+// folds its per-CPU counters into what netlink reports only when its rate
+// estimator visits the service, every 2 s and later on a starved guest, so
+// one reading can miss the last connections. done gets the reading and the
+// one before it (nil at first); after 10 s the last reading is returned.
+func settledConns(ctx context.Context, l *Lab, done func(cur, prev map[string]uint64) bool) (map[string]uint64, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	var prev map[string]uint64
+	for {
+		cur := map[string]uint64{}
+		for _, d := range l.Directors {
+			n, err := ipvsConns(ctx, d, HTTPPort)
+			if err != nil {
+				return nil, err
+			}
+			cur[d.ID] = n
+		}
+		if done(cur, prev) || time.Now().After(deadline) {
+			return cur, nil
+		}
+		prev = cur
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2500 * time.Millisecond):
+		}
+	}
+}
+
 // bucketOf is the bucket of a src-port service.
 func bucketOf(port int, buckets uint32) uint32 { return uint32(port) & (buckets - 1) }
 
 func scenarioSpread(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions, res *Result) error {
-	before := map[string]uint64{}
-	for _, d := range l.Directors {
-		n, err := ipvsConns(ctx, d, HTTPPort)
-		if err != nil {
-			return err
-		}
-		before[d.ID] = n
+	// The baseline must include the earlier scenarios' connections, which
+	// IPVS may not have folded into its counters yet.
+	before, err := settledConns(ctx, l, func(cur map[string]uint64, prev map[string]uint64) bool {
+		return prev != nil && maps.Equal(cur, prev)
+	})
+	if err != nil {
+		return fmt.Errorf("IPVS connection counters before the requests: %w", err)
 	}
 	_, a, err := c.waitSettled(ctx, l.ids(nil), l.ids(nil), 10*time.Second)
 	if err != nil {
@@ -314,16 +344,20 @@ func scenarioSpread(ctx context.Context, l *Lab, c *cluster, so ScenarioOptions,
 		expect[ownerOf(a, bucketOf(r.port, a.GetBucketCount()))]++
 	}
 	res.Connections = so.Requests
-	// IPVS folds its per-CPU counters into what netlink reports every 2 s
-	// (the rate estimator's timer).
-	time.Sleep(2500 * time.Millisecond)
+	ok := uint64(so.Requests - res.Lost)
+	after, err := settledConns(ctx, l, func(cur map[string]uint64, _ map[string]uint64) bool {
+		var n uint64
+		for id, v := range cur {
+			n += v - before[id]
+		}
+		return n >= ok
+	})
+	if err != nil {
+		return fmt.Errorf("IPVS connection counters after the requests: %w", err)
+	}
 	var parts, bad []string
 	for _, d := range l.Directors {
-		n, err := ipvsConns(ctx, d, HTTPPort)
-		if err != nil {
-			return err
-		}
-		handled := int(n - before[d.ID])
+		handled := int(after[d.ID] - before[d.ID])
 		parts = append(parts, fmt.Sprintf("%s handled %d (assignment: %d)", d.ID, handled, expect[d.ID]))
 		if handled == 0 || handled != expect[d.ID] {
 			bad = append(bad, d.ID)
