@@ -191,6 +191,10 @@ type Mesh struct {
 	tried        map[string]time.Duration
 	pullStarted  map[string]time.Duration // catch-ups, by peer
 	snapDeadline time.Duration
+	// snapOrigins are the senders whose entries came with the initial
+	// snapshot: their history is held, so one first heard after it is
+	// followed from its current sequence, not NACKed from sequence 1.
+	snapOrigins map[string]bool
 
 	c counts
 	// now is the Mono reading of the event being handled.
@@ -240,6 +244,7 @@ func New(cfg Config, keys []wire.Key, now Time) (*Mesh, error) {
 		kr:    kr, sealer: wire.NewSealer(kr), selfPrefix: wire.SenderPrefix(cfg.ID),
 		packer:       wire.Packer{Budget: cfg.Budget},
 		snapState:    syncdpb.SnapshotState_SNAPSHOT_STATE_PENDING,
+		snapOrigins:  map[string]bool{},
 		tried:        map[string]time.Duration{},
 		pullStarted:  map[string]time.Duration{},
 		snapDeadline: now.Mono + cfg.SnapshotWait,

@@ -240,8 +240,9 @@ func (m *Mesh) peer(id string) *peer {
 	p, ok := m.peers[id]
 	if !ok {
 		recv := reliable.NewReceiver(m.cfg.Reliable)
-		if !m.complete() {
-			// Starting: take the peer's history by snapshot, not by
+		if !m.complete() || m.snapOrigins[id] {
+			// Starting, or first heard after a snapshot that held its
+			// entries: take the peer's history by snapshot, not by
 			// NACKing its whole retransmit ring.
 			recv = reliable.NewJoiningReceiver(m.cfg.Reliable)
 		}

@@ -191,7 +191,11 @@ func (m *Mesh) PullChunk(es []conn.Entry, total uint64, now Time) {
 		m.imp = make([]conn.Entry, 0, len(es))
 	}
 	tt := tableTime(now)
+	last := ""
 	for i := range es {
+		if o := es[i].Origin; m.fullPulling && o != last {
+			m.snapOrigins[o], last = true, o
+		}
 		m.seeVersion(es[i].Version)
 		res := m.tab.Upsert(&es[i], tt)
 		m.c.results[res]++
